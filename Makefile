@@ -1,0 +1,55 @@
+# ICB Cohort Explorer - the everyday commands. See README.md.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+HOST ?= 127.0.0.1
+PORT ?= 8050
+DATA_DIR ?= data/datasets
+PYTEST_ARGS ?=
+export HOST PORT DATA_DIR
+
+.PHONY: install dev demo run test lint format bench clean-demo
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+## install: create .venv and install the app's requirements
+install: $(VENV)/.installed
+
+## dev: install test and lint tools too
+dev: $(VENV)/.installed-dev
+
+## demo: generate the synthetic demo bundle in DATA_DIR/demo unless it exists (~30 s)
+demo: install
+	$(PY) cli.py --data-dir "$(DATA_DIR)" demo --if-missing
+
+## run: start the app at http://$(HOST):$(PORT) on the demo data
+run: demo
+	$(PY) app.py
+
+## test: the whole suite, browser tests included (needs chromium + chromium-driver)
+test: dev demo
+	$(PY) -m pytest --headless $(PYTEST_ARGS)
+
+## lint: ruff lint and format check
+lint: dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+## format: apply ruff formatting and safe fixes
+format: dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean-demo:
+	rm -rf "$(DATA_DIR)/demo"

@@ -1,0 +1,1 @@
+"""Pure analysis functions (statistics, NK metrics, gating). No Dash, no plotly."""

@@ -1,0 +1,132 @@
+"""ICB Cohort Explorer: the Dash app shell.
+
+Holds the navigation, the global filter sidebar and the page container; pages live in
+``pages/`` and register themselves. ``server`` is the Flask app for
+``gunicorn app:server``. No data is loaded here: pages ask ``data/`` per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import dcc, html
+from flask import jsonify
+
+import figures  # noqa: F401  (registers the shared plotly template)
+from components import ids
+from components.errors import handle_callback_error
+from components.filter_panel import filter_panel
+from config import get_settings
+from data.registry import list_datasets
+
+APP_VERSION = "0.1.0"
+log = logging.getLogger("icb")
+
+
+def _nav_pages() -> list[dict]:
+    return [p for p in dash.page_registry.values() if p.get("nav", True)]
+
+
+def shell_layout() -> html.Div:
+    """Navigation bar, sidebar with global filters, and the current page."""
+    pages = _nav_pages()
+    nav = dbc.Nav(
+        [
+            dbc.NavItem(
+                dbc.NavLink(
+                    page["name"],
+                    id={"type": "nav-link", "path": page["relative_path"]},
+                    href=page["relative_path"],
+                    active="exact",
+                )
+            )
+            for page in pages
+        ],
+        pills=True,
+        className="shell-nav",
+    )
+    return html.Div(
+        [
+            dcc.Location(id=ids.URL, refresh="callback-nav"),
+            dcc.Store(id=ids.FILTER_STORE),
+            dcc.Store(id=ids.URL_SYNC),
+            dcc.Store(id=ids.NAV_PATHS, data=[p["relative_path"] for p in pages]),
+            dbc.Navbar(
+                dbc.Container(
+                    [
+                        dbc.NavbarBrand("ICB Cohort Explorer", className="fw-bold"),
+                        nav,
+                    ],
+                    fluid=True,
+                ),
+                color="light",
+                className="shell-navbar border-bottom mb-3",
+            ),
+            dbc.Container(
+                [
+                    dbc.Alert(
+                        id=ids.ERROR_ALERT,
+                        is_open=False,
+                        dismissable=True,
+                        color="danger",
+                        className="mb-3",
+                    ),
+                    dbc.Row(
+                        [
+                            dbc.Col(
+                                filter_panel(), md=3, lg=2, className="shell-sidebar"
+                            ),
+                            dbc.Col(dash.page_container, md=9, lg=10),
+                        ]
+                    ),
+                ],
+                fluid=True,
+            ),
+        ]
+    )
+
+
+def create_app() -> dash.Dash:
+    """Build the Dash app (pages are imported from ``pages/``)."""
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    app = dash.Dash(
+        __name__,
+        use_pages=True,
+        pages_folder="pages",
+        title="ICB Cohort Explorer",
+        update_title=None,
+        # Bootstrap 5.3.8 CSS is served from assets/ (the lab server may be offline).
+        suppress_callback_exceptions=True,
+        compress=True,
+        on_error=handle_callback_error,
+        url_base_pathname=settings.url_prefix,
+    )
+    app.layout = shell_layout
+
+    @app.server.route(f"{settings.url_prefix}healthz")
+    def healthz():
+        """Liveness: the process serves requests; lists the dataset names."""
+        names = [e.name for e in list_datasets(get_settings().data_dir)]
+        return jsonify({"status": "ok", "version": APP_VERSION, "datasets": names})
+
+    return app
+
+
+app = create_app()
+server = app.server
+
+
+if __name__ == "__main__":
+    settings = get_settings()
+    app.run(
+        host=os.environ.get("HOST", settings.host),
+        port=int(os.environ.get("PORT", settings.port)),
+        debug=False,
+    )

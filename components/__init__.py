@@ -1,0 +1,1 @@
+"""Reusable Dash UI builders shared by the pages."""

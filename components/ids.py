@@ -1,0 +1,21 @@
+"""Component ids of the app shell (pages prefix their own ids with the page name)."""
+
+from __future__ import annotations
+
+from data import schema
+
+URL = "shell-url"
+FILTER_STORE = "shell-filter"
+URL_SYNC = "shell-url-sync"
+NAV_PATHS = "shell-nav-paths"
+DATASET = "shell-filter-dataset"
+DATASET_INFO = "shell-dataset-info"
+ERROR_ALERT = "shell-error"
+
+
+def filter_dropdown(field: str) -> str:
+    """Id of the sidebar dropdown for one cohort field."""
+    return f"shell-filter-{field}"
+
+
+FIELD_DROPDOWNS = [filter_dropdown(f) for f in schema.FILTER_FIELDS]

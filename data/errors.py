@@ -1,0 +1,73 @@
+"""One domain error type for every problem with a user's data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+
+def _format_rows(rows: Sequence[int], limit: int = 5) -> str:
+    shown = ", ".join(str(r) for r in rows[:limit])
+    more = len(rows) - limit
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong (or worth a warning) in a data file.
+
+    Parameters
+    ----------
+    file
+        File name the problem is in (``cohort.csv``), never a full server path.
+    message
+        What is wrong, in a biologist's words.
+    fix
+        What to do about it.
+    column
+        Column concerned, if any.
+    rows
+        1-based data row numbers as a spreadsheet shows them (header is row 1, so the
+        first data row is row 2).
+    severity
+        ``"error"`` blocks loading; ``"warning"`` is shown but allowed.
+    """
+
+    file: str
+    message: str
+    fix: str = ""
+    column: str | None = None
+    rows: tuple[int, ...] = field(default_factory=tuple)
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.column is not None:
+            where += f", column `{self.column}`"
+        if self.rows:
+            noun = "row" if len(self.rows) == 1 else "rows"
+            where += f", {noun} {_format_rows(self.rows)}"
+        text = f"{where}: {self.message}"
+        if self.fix:
+            text += f" Fix: {self.fix}"
+        return text
+
+
+class DataError(Exception):
+    """Raised when a data file cannot be used; carries every problem found.
+
+    The message names file, column, row and fix for each problem, so it can be shown
+    to the user as is (never a traceback).
+    """
+
+    def __init__(self, problems: Iterable[Problem] | Problem | str, *, file: str = ""):
+        if isinstance(problems, str):
+            problems = [Problem(file=file or "input", message=problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    @property
+    def errors(self) -> tuple[Problem, ...]:
+        return tuple(p for p in self.problems if p.severity == "error")

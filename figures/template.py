@@ -1,0 +1,76 @@
+"""The shared plotly template and colour conventions, registered once."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+TEMPLATE_NAME = "icb"
+FONT_FAMILY = "Arial, Helvetica, sans-serif"
+
+#: RECIST and reported-response colours (colour-blind safe, responders in blue/green).
+RESPONSE_COLORS = {
+    "CR": "#1b7837",
+    "PR": "#7fbf7b",
+    "SD": "#f1a340",
+    "PD": "#b2182b",
+    "NE": "#999999",
+    "not reported": "#d9d9d9",
+    "R": "#2166ac",
+    "NR": "#b2182b",
+    "Responder": "#2166ac",
+    "Non-responder": "#b2182b",
+}
+TREATMENT_COLORS = {
+    "anti-PD-1": "#4477aa",
+    "anti-PD-L1": "#66ccee",
+    "anti-CTLA-4": "#ccbb44",
+    "anti-PD-1 + anti-CTLA-4": "#aa3377",
+    "other": "#bbbbbb",
+}
+QUALITATIVE = [
+    "#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bbbbbb",
+    "#332288", "#117733", "#882255", "#999933", "#44aa99",
+]  # fmt: skip
+
+
+def register_template() -> None:
+    """Register the ``icb`` template and make it the default (idempotent)."""
+    template = go.layout.Template()
+    template.layout = go.Layout(
+        font={"family": FONT_FAMILY, "size": 13, "color": "#222"},
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+        colorway=QUALITATIVE,
+        margin={"l": 60, "r": 20, "t": 60, "b": 60},
+        title={"x": 0.0, "xanchor": "left", "font": {"size": 15}},
+        xaxis={
+            "showline": True,
+            "linecolor": "#444",
+            "ticks": "outside",
+            "zeroline": False,
+        },
+        yaxis={
+            "showline": True,
+            "linecolor": "#444",
+            "ticks": "outside",
+            "zeroline": False,
+            "gridcolor": "#eee",
+        },
+        legend={"bgcolor": "rgba(255,255,255,0.8)"},
+        hoverlabel={"font": {"family": FONT_FAMILY}},
+    )
+    pio.templates[TEMPLATE_NAME] = template
+    pio.templates.default = TEMPLATE_NAME
+
+
+def empty_figure(message: str) -> go.Figure:
+    """A blank figure carrying a message (for 'nothing to show')."""
+    fig = go.Figure()
+    fig.add_annotation(
+        text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+        font={"size": 14, "color": "#666"},
+    )  # fmt: skip
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
