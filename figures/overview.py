@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from analysis.cohort import RESPONSE_ORDER, response_category
+from analysis.cohort import RESPONSE_ORDER, patient_table, response_category
 from data import schema
+from figures.panel import Panel
 from figures.template import RESPONSE_COLORS, TREATMENT_COLORS, empty_figure
 
 
@@ -82,3 +83,68 @@ def response_bar(patients: pd.DataFrame, *, subtitle: str = "") -> go.Figure:
         legend_title_text="RECIST",
     )
     return fig
+
+
+def overview_panels(view, state: dict | None = None) -> list[Panel]:
+    """The overview page's panels for a :class:`data.view.CohortView`.
+
+    ``state`` is unused (the overview has no page controls); it is accepted so every
+    page builder has the same signature for exports and the CLI.
+    """
+    patients = patient_table(view.samples)
+    meta = view.bundle.meta
+    subtitle = f"{meta.label}; {view.filter.describe()}"
+    provenance = dict(view.provenance, n_patients=len(patients))
+    table_columns = [
+        c
+        for c in (
+            "cohort",
+            "patient_id",
+            "tumor_type",
+            "treatment",
+            "recist",
+            "response",
+        )
+        if c in patients.columns
+    ]
+    by_type = (
+        patients.groupby(["tumor_type", "treatment"]).size().rename("patients")
+        if not patients.empty
+        else pd.Series(dtype=int, name="patients")
+    )
+    responses = (
+        patients.assign(recist=response_category(patients))
+        .groupby(["tumor_type", "recist"])
+        .size()
+        .rename("patients")
+        if not patients.empty
+        else pd.Series(dtype=int, name="patients")
+    )
+    return [
+        Panel(
+            key="composition",
+            title="Composition",
+            figure=composition_bar(patients, subtitle=subtitle),
+            table=by_type.reset_index(),
+            caption=f"Patients counted once each (n={len(patients)}); "
+            "bars stacked by treatment.",
+            provenance=provenance,
+        ),
+        Panel(
+            key="response",
+            title="Clinical response",
+            figure=response_bar(patients, subtitle=subtitle),
+            table=responses.reset_index(),
+            caption=f"RECIST best overall response as % of patients per tumor type "
+            f"(n={len(patients)}); 'not reported' = no RECIST value.",
+            provenance=provenance,
+        ),
+        Panel(
+            key="patients",
+            title="Patients",
+            figure=empty_figure("Table only"),
+            table=patients[table_columns],
+            caption="One row per patient.",
+            provenance=provenance,
+        ),
+    ]

@@ -13,7 +13,7 @@ from components.common import empty_state, figure_card, stat_tile
 from config import get_settings
 from data.cells import cells_per_sample
 from data.view import cohort_view
-from figures.overview import composition_bar, response_bar
+from figures.overview import overview_panels
 
 dash.register_page(__name__, path="/", name="Cohort overview", order=0)
 
@@ -158,7 +158,7 @@ def update_overview(filter_data):
     samples_cells = samples.assign(n_cells=samples["sample_id"].map(cells).fillna(0))
     per_patient_cells = samples_cells.groupby(["cohort", "patient_id"])["n_cells"].sum()
     patients = patients.join(per_patient_cells, on=["cohort", "patient_id"])
-    subtitle = f"{meta.label}; {view.filter.describe()}"
+    panels = {panel.key: panel for panel in overview_panels(view)}
     columns = [c for c in TABLE_COLUMNS if c[0] in patients.columns]
     column_defs = [{"field": field, "headerName": name} for field, name in columns]
     for definition in column_defs:
@@ -173,8 +173,8 @@ def update_overview(filter_data):
         f"{counts.samples:,}",
         f"{int(samples_cells['n_cells'].sum()):,}",
         f"{counts.cohorts:,}",
-        composition_bar(patients, subtitle=subtitle),
-        response_bar(patients, subtitle=subtitle),
+        panels["composition"].figure,
+        panels["response"].figure,
         column_defs,
         rows,
         False,

@@ -19,6 +19,15 @@ os.environ.setdefault("DATA_DIR", str(ROOT / "data" / "datasets"))
 DATA_DIR = Path(os.environ["DATA_DIR"])
 
 
+def free_port() -> int:
+    """A free loopback port (browser tests must not share the default 8050)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def pytest_setup_options():
     """Chromium options for dash.testing on a closed network, as root."""
     from selenium.webdriver.chrome.options import Options

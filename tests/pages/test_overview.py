@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from data.filters import CohortFilter
+from tests.conftest import free_port
 
 
 def _store(**fields) -> dict:
@@ -44,7 +45,7 @@ def test_overview_filter_changes_counts_in_browser(dash_duo, demo_bundle):
     import app
 
     cohort = demo_bundle.cohort
-    dash_duo.start_server(app.app)
+    dash_duo.start_server(app.app, port=free_port())
     dash_duo.wait_for_text_to_equal(
         "#overview-patients", _n_patients(cohort), timeout=30
     )
@@ -63,7 +64,7 @@ def test_overview_restores_filter_from_url(dash_duo, demo_bundle):
     melanoma = cohort[
         (cohort["tumor_type"] == "melanoma") & (cohort["cohort"] == "SYN-A")
     ]
-    dash_duo.start_server(app.app)
+    dash_duo.start_server(app.app, port=free_port())
     dash_duo.driver.get(dash_duo.server_url + "/?tumor_type=melanoma&cohort=SYN-A")
     dash_duo.wait_for_text_to_equal(
         "#overview-patients", _n_patients(melanoma), timeout=30

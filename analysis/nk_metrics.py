@@ -1,0 +1,171 @@
+"""NK metrics and one value per patient.
+
+Raw NK fraction of CD45+ cells tracks overall immune infiltration, so the page offers
+normalized metrics too and names the chosen one everywhere. Metrics are computed from
+the patient's mean fractions at a timepoint (ratio of means), so several samples of a
+patient at one timepoint count once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from data import schema
+
+LYMPHOCYTE_COLUMNS = ("frac_nk", "frac_cd8", "frac_cd4", "frac_b")
+_SHORT = {"frac_nk": "NK", "frac_cd8": "CD8", "frac_cd4": "CD4", "frac_b": "B"}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """An NK metric available for a table.
+
+    Attributes
+    ----------
+    key
+        Stable id (``frac_nk``, ``nk_lymphocytes``, ``nk_over_nk_cd8``, ``log2_nk_cd8``
+        or a ``score_*`` column name).
+    label
+        Axis label naming what is measured (and the denominator).
+    kind
+        ``"fraction"``, ``"ratio"``, ``"log-ratio"`` or ``"score"``.
+    """
+
+    key: str
+    label: str
+    kind: str
+
+
+def lymphocyte_denominator(columns) -> list[str]:
+    """The lymphocyte fractions present among NK, CD8, CD4 and B."""
+    return [c for c in LYMPHOCYTE_COLUMNS if c in columns]
+
+
+def available_metrics(table: pd.DataFrame) -> list[Metric]:
+    """Metrics computable from the columns of ``table``, in menu order."""
+    columns = set(table.columns)
+    metrics = []
+    if "frac_nk" in columns:
+        metrics.append(
+            Metric("frac_nk", "NK cells, fraction of CD45+ cells", "fraction")
+        )
+    if {"frac_nk", "frac_cd8"} <= columns:
+        parts = " + ".join(_SHORT[c] for c in lymphocyte_denominator(columns))
+        metrics += [
+            Metric(
+                "nk_lymphocytes", f"NK among lymphocytes, NK / ({parts})", "fraction"
+            ),
+            Metric("nk_over_nk_cd8", "NK / (NK + CD8)", "ratio"),
+            Metric("log2_nk_cd8", "log2(NK / CD8)", "log-ratio"),
+        ]
+    for column in sorted(c for c in columns if c.startswith(schema.SCORE_PREFIX)):
+        name = column.removeprefix(schema.SCORE_PREFIX).replace("_", " ")
+        metrics.append(Metric(column, f"{name} (score, not a fraction)", "score"))
+    return metrics
+
+
+def get_metric(table: pd.DataFrame, key: str) -> Metric:
+    """The metric ``key`` for this table, or ``ValueError`` naming the choices."""
+    for metric in available_metrics(table):
+        if metric.key == key:
+            return metric
+    choices = ", ".join(m.key for m in available_metrics(table)) or "none"
+    raise ValueError(
+        f"NK metric {key!r} is not available here; choose one of {choices}"
+    )
+
+
+def metric_values(table: pd.DataFrame, key: str) -> pd.Series:
+    """The metric per row of ``table`` (samples or patient means).
+
+    Undefined values (0 / 0, log of 0) are ``NaN``, never ``inf``.
+    """
+    get_metric(table, key)
+    if key == "frac_nk" or key.startswith(schema.SCORE_PREFIX):
+        return table[key].astype(float)
+    nk = table["frac_nk"].astype(float)
+    cd8 = table["frac_cd8"].astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if key == "nk_lymphocytes":
+            columns = lymphocyte_denominator(table.columns)
+            # min_count: a sample missing any lymphocyte fraction gets NaN, not a
+            # smaller denominator
+            total = table[columns].astype(float).sum(axis=1, min_count=len(columns))
+            total = total.where(table[columns].notna().all(axis=1))
+            values = nk / total
+        elif key == "nk_over_nk_cd8":
+            values = nk / (nk + cd8)
+        else:
+            values = np.log2(nk / cd8)
+    return values.replace([np.inf, -np.inf], np.nan)
+
+
+def patient_metric(
+    samples: pd.DataFrame, key: str, *, timepoint: str | None = "pre"
+) -> pd.DataFrame:
+    """One row per patient at ``timepoint`` with the metric and patient fields.
+
+    Fractions of a patient's samples at the timepoint are averaged first, then the
+    metric is computed (ratio of means). ``n_samples`` says how many samples were
+    averaged.
+
+    Parameters
+    ----------
+    samples
+        Typed cohort rows (filtered).
+    key
+        Metric key (see :func:`available_metrics`).
+    timepoint
+        ``pre``, ``on``, ``post``; ``None`` uses all samples.
+
+    Returns
+    -------
+    DataFrame
+        ``cohort``, ``patient_id``, patient fields, ``n_samples`` and ``value``.
+    """
+    get_metric(samples, key)
+    rows = samples if timepoint is None else samples[samples["timepoint"] == timepoint]
+    key_cols = list(schema.PATIENT_KEY)
+    patient_fields = ["tumor_type", "treatment", "recist"] + [
+        c for c in schema.OPTIONAL_COLUMNS if c in rows.columns
+    ]
+    numeric = [
+        c
+        for c in rows.columns
+        if c.startswith(schema.FRACTION_PREFIX) or c.startswith(schema.SCORE_PREFIX)
+    ]
+    if rows.empty:
+        return pd.DataFrame(columns=[*key_cols, *patient_fields, "n_samples", "value"])
+    grouped = rows.groupby(key_cols, sort=True)
+    table = grouped[patient_fields].first()
+    table["n_samples"] = grouped.size()
+    table = table.join(grouped[numeric].mean())
+    table["value"] = metric_values(table, key)
+    return table.reset_index()
+
+
+def split_by_metric(values: pd.Series, *, method: str = "median") -> pd.Series:
+    """Label each value ``NK-low``/``NK-high`` (median) or by tertile.
+
+    The median split puts values equal to the median in the low group. Tertiles
+    give ``NK-low``, ``NK-mid``, ``NK-high``. ``NaN`` stays ``NA``.
+    """
+    values = values.astype(float)
+    labels = pd.Series(pd.NA, index=values.index, dtype="string")
+    ok = values.notna()
+    if not ok.any():
+        return labels
+    if method == "median":
+        median = values[ok].median()
+        labels[ok] = np.where(values[ok] <= median, "NK-low", "NK-high")
+    elif method == "tertile":
+        low, high = values[ok].quantile([1 / 3, 2 / 3])
+        labels[ok] = np.select(
+            [values[ok] <= low, values[ok] <= high], ["NK-low", "NK-mid"], "NK-high"
+        )
+    else:
+        raise ValueError(f"split method must be 'median' or 'tertile', not {method!r}")
+    return labels
