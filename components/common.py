@@ -42,11 +42,14 @@ def figure_card(
     height: int = 420,
     tools: list | None = None,
     config: dict | None = None,
+    export: tuple[str, str] | None = None,
 ) -> dbc.Card:
     """A card holding one figure with a loading indicator and a caption line.
 
     The caption states n per group, the metric and the test; the modebar keeps its
-    client-side image download.
+    client-side image download. ``export`` names the (page id, panel key) whose panel
+    the card shows, as built by ``figures.reports.build_panels``; server-side export
+    uses it to rebuild the figure.
     """
     graph_config = {
         "displaylogo": False,

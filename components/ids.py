@@ -19,3 +19,12 @@ def filter_dropdown(field: str) -> str:
 
 
 FIELD_DROPDOWNS = [filter_dropdown(f) for f in schema.FILTER_FIELDS]
+
+
+def page_state(page: str) -> dict[str, str]:
+    """Id of a page's ``dcc.Store`` holding its control state.
+
+    Every page keeps the state its panel builder takes (the keys it also writes to
+    the URL) in this store, so exports and the CLI can rebuild its figures.
+    """
+    return {"type": "page-state", "page": page}
