@@ -497,6 +497,10 @@ def write_demo(
             )
             compute_umap(adata, seed=seed, progress=progress)
             adata.write_h5ad(tmp / schema.CELLS_H5AD, compression="gzip")
+            # gene-major copy: colouring by a gene reads one slice, not the matrix
+            from data.cells import write_gene_major
+
+            write_gene_major(tmp / schema.CELLS_H5AD)
         if out.exists():
             backup = out.with_name(f".{out.name}-old")
             shutil.rmtree(backup, ignore_errors=True)

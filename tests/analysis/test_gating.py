@@ -1,0 +1,188 @@
+"""Gate logic on hand-built cells with known membership; per-patient statistics
+against independent references (pandas groupby, scipy, hand counts)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from analysis.gating import (
+    DEFAULT_THRESHOLD,
+    Gate,
+    GateError,
+    Marker,
+    MissingMarkersError,
+    default_gate,
+    evaluate_gate,
+    gate_to_string,
+    missing_markers,
+    parse_gate,
+    patient_fractions,
+    response_association,
+    sensitivity,
+)
+
+
+def _cells():
+    """Six cells, four genes (BCL2 and TNFRSF18 absent, as in real data)."""
+    import anndata as ad
+
+    genes = ["CD69", "EOMES", "GZMB", "HAVCR2"]
+    x = np.array(
+        [
+            # CD69 EOMES GZMB HAVCR2
+            [1.0, 1.0, 1.0, 0.0],  # in (all + markers > 0, HAVCR2 not detected)
+            [1.0, 1.0, 1.0, 0.5],  # out: HAVCR2 detected
+            [0.0, 1.0, 1.0, 0.0],  # out: CD69 exactly 0 (not > 0)
+            [2.0, 0.2, 3.0, 0.0],  # in
+            [0.5, 0.5, 0.5, 0.5],  # out at threshold 0; in when HAVCR2 <= 0.5
+            [0.5, 0.0, 0.5, 0.0],  # out: EOMES 0
+        ],
+        dtype=np.float32,
+    )
+    obs = pd.DataFrame(
+        {"patient_id": ["A", "A", "B", "B", "B", "C"]},
+        index=[f"c{i}" for i in range(6)],
+    )
+    return ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=genes))
+
+
+def _expr(adata) -> dict[str, np.ndarray]:
+    return {g: np.asarray(adata[:, g].X).ravel() for g in adata.var_names}
+
+
+def test_default_gate_is_song_phenotype():
+    gate = default_gate()
+    assert gate.phenotype == "CD69+ BCL2+ EOMES+ GZMB+ HAVCR2- TNFRSF18-"
+    assert all(m.threshold == DEFAULT_THRESHOLD == 0 for m in gate.markers)
+    assert gate.marker("HAVCR2").label == "HAVCR2- (TIM-3)"
+    assert gate.marker("TNFRSF18").label == "TNFRSF18- (GITR)"
+
+
+def test_missing_markers_refused_unless_accepted():
+    adata = _cells()
+    gate = default_gate()
+    assert missing_markers(gate, adata.var_names) == ["BCL2", "TNFRSF18"]
+    with pytest.raises(MissingMarkersError) as err:
+        evaluate_gate(gate, _expr(adata), available=adata.var_names, n_cells=6)
+    assert err.value.missing == ("BCL2", "TNFRSF18")
+    result = evaluate_gate(
+        gate, _expr(adata), available=adata.var_names, n_cells=6, accept_missing=True
+    )
+    assert result.in_gate.tolist() == [True, False, False, True, False, False]
+    assert result.note == "gate evaluated without BCL2, TNFRSF18"
+    assert [m.gene for m in result.evaluated] == ["CD69", "EOMES", "GZMB", "HAVCR2"]
+
+
+def test_threshold_boundaries():
+    adata = _cells()
+    expr = _expr(adata)
+    # '-' passes at equality: HAVCR2 <= 0.5 lets cells 1 and 4 in
+    gate = Gate(
+        (
+            Marker("CD69", "+", 0.0),
+            Marker("EOMES", "+", 0.0),
+            Marker("GZMB", "+", 0.0),
+            Marker("HAVCR2", "-", 0.5),
+        )
+    )
+    result = evaluate_gate(gate, expr, available=adata.var_names, n_cells=6)
+    assert result.in_gate.tolist() == [True, True, False, True, True, False]
+    # '+' fails at equality: CD69 > 1 keeps only cell 3
+    gate = gate.with_marker(Marker("CD69", "+", 1.0))
+    result = evaluate_gate(gate, expr, available=adata.var_names, n_cells=6)
+    assert result.in_gate.tolist() == [False, False, False, True, False, False]
+    # evaluating a subset of cells gives one entry per selected cell
+    sub = evaluate_gate(
+        gate, expr, available=adata.var_names, n_cells=6, cells=np.array([1, 3])
+    )
+    assert sub.in_gate.tolist() == [False, True]
+
+
+def test_gate_with_no_present_marker_is_an_error():
+    adata = _cells()
+    gate = Gate((Marker("BCL2"), Marker("TNFRSF18", "-")))
+    with pytest.raises(GateError, match="none of the gate's markers"):
+        evaluate_gate(
+            gate, _expr(adata), available=adata.var_names, n_cells=6,
+            accept_missing=True,
+        )  # fmt: skip
+
+
+def test_gate_string_round_trip_and_errors():
+    gate = Gate(
+        (Marker("HLA-A", "+", 0.25), Marker("HAVCR2", "-", 1.5), Marker("CD69")),
+        name="mine",
+    )
+    text = gate_to_string(gate)
+    assert text == "HLA-A.gt.0.25~HAVCR2.le.1.5~CD69.gt.0"
+    assert all(c.isalnum() or c in "-._~" for c in text)  # RFC 3986 unreserved
+    assert parse_gate(text, name="mine") == gate
+    assert parse_gate(None) == default_gate()
+    assert parse_gate("") == default_gate()
+    for bad in ("CD69", "CD69.gt.x", "CD69.gt.0~CD69.le.1", "CD69.eq.0"):
+        with pytest.raises(GateError):
+            parse_gate(bad)
+
+
+def test_patient_fractions_match_pandas_groupby():
+    rng = np.random.default_rng(3)
+    n = 5000
+    patients = rng.choice(["p1", "p2", "p3", "p4", "p5"], size=n)
+    in_gate = rng.random(n) < np.where(patients == "p2", 0.6, 0.1)
+    codes, names = pd.factorize(patients, sort=True)
+    n_in, n_cells, fraction = patient_fractions(in_gate, codes, len(names) + 1)
+    reference = pd.DataFrame({"p": patients, "g": in_gate}).groupby("p")["g"]
+    assert n_cells[:5].tolist() == reference.size().loc[names].tolist()
+    assert n_in[:5].tolist() == reference.sum().loc[names].tolist()
+    np.testing.assert_allclose(fraction[:5], reference.mean().loc[names].to_numpy())
+    assert np.isnan(fraction[5]) and n_cells[5] == 0  # a patient without cells
+    # cells without a patient (code -1) are ignored
+    codes2 = codes.copy()
+    codes2[:10] = -1
+    _, n_cells2, _ = patient_fractions(in_gate, codes2, len(names))
+    assert n_cells2.sum() == n - 10
+
+
+def test_response_association_matches_scipy():
+    values = np.array([0.1, 0.5, 0.4, 0.05, 0.3, np.nan, 0.2, 0.6])
+    groups = pd.Series(["R", "R", "R", "NR", "NR", "R", None, "NR"])
+    assoc = response_association(values, groups, positive="R", negative="NR")
+    pos, neg = [0.1, 0.5, 0.4], [0.05, 0.3, 0.6]
+    # hand count: pairs (pos > neg) = 0.1>0.05, 0.5>0.05, 0.5>0.3, 0.4>0.05, 0.4>0.3
+    assert assoc.auc == pytest.approx(5 / 9)
+    assert assoc.p == pytest.approx(stats.mannwhitneyu(pos, neg).pvalue)
+    assert (assoc.n_pos, assoc.n_neg) == (3, 3)
+    empty = response_association(values, groups, positive="R", negative="other")
+    assert np.isnan(empty.auc) and empty.n_neg == 0
+
+
+def test_sensitivity_current_threshold_matches_direct_computation():
+    rng = np.random.default_rng(5)
+    n, n_pat = 3000, 12
+    codes = rng.integers(0, n_pat, size=n)
+    groups = pd.Series(["R"] * 6 + ["NR"] * 6)
+    responder = codes < 6
+    expr = {
+        "A": np.where(rng.random(n) < np.where(responder, 0.7, 0.3), 1.0, 0.0),
+        "B": rng.exponential(1.0, size=n).astype(np.float32),
+    }
+    gate = Gate((Marker("A", "+", 0.0), Marker("B", "-", 1.0)))
+    table = sensitivity(
+        gate, expr, available=["A", "B"], n_cells=n, patient_codes=codes,
+        patient_groups=groups, positive="R", negative="NR",
+    )  # fmt: skip
+    assert set(table["gene"]) == {"A", "B"}
+    row = table[(table["gene"] == "B") & table["current"]].iloc[0]
+    member = (expr["A"] > 0) & (expr["B"] <= 1.0)
+    frac = pd.Series(member).groupby(codes).mean()
+    ref = stats.mannwhitneyu(frac[:6], frac[6:])
+    assert row["p"] == pytest.approx(ref.pvalue)
+    assert row["auc"] == pytest.approx(ref.statistic / 36)
+    assert row["cells_in_gate"] == member.sum()
+    # thresholds span B's observed range (min .. 99th percentile)
+    b = table[table["gene"] == "B"]["threshold"]
+    assert b.min() == pytest.approx(expr["B"].min(), abs=1e-3)
+    assert b.max() >= np.quantile(expr["B"], 0.99) - 1e-3
