@@ -9,7 +9,7 @@ DATA_DIR ?= data/datasets
 PYTEST_ARGS ?=
 export HOST PORT DATA_DIR
 
-.PHONY: install dev demo run test lint format bench clean-demo
+.PHONY: install dev demo run serve loadtest test lint format bench clean-demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,22 @@ demo: install
 ## run: start the app at http://$(HOST):$(PORT) on the demo data
 run: demo
 	$(PY) app.py
+
+## serve: run under gunicorn for a shared server (gunicorn.conf.py; README, "Deploy on a lab server")
+serve: demo
+	$(VENV)/bin/gunicorn -c gunicorn.conf.py app:server
+
+LOAD_VENV ?= .venv-load
+$(LOAD_VENV)/.installed: requirements-load.txt
+	$(PYTHON) -m venv $(LOAD_VENV)
+	$(LOAD_VENV)/bin/pip install --quiet -r requirements-load.txt
+	touch $@
+
+## loadtest: 50 simulated users for 60 s against gunicorn on 127.0.0.1 (not part of `make test`)
+LOAD_USERS ?= 50
+LOAD_SECONDS ?= 60
+loadtest: demo $(LOAD_VENV)/.installed
+	$(PY) loadtest/run.py --users $(LOAD_USERS) --seconds $(LOAD_SECONDS) --locust $(LOAD_VENV)/bin/locust
 
 ## test: the whole suite, browser tests included (needs chromium + chromium-driver)
 test: dev demo

@@ -17,8 +17,13 @@ from flask import jsonify
 
 import figures  # noqa: F401  (registers the shared plotly template)
 from components import ids
+from components.auth import install_auth
+from components.background import get_background_manager
+from components.cache import init_cache
 from components.errors import handle_callback_error
 from components.filter_panel import filter_panel
+from components.health import install_readiness
+from components.security import install_security
 from config import get_settings
 from data.registry import list_datasets
 
@@ -107,6 +112,8 @@ def create_app() -> dash.Dash:
         compress=True,
         on_error=handle_callback_error,
         url_base_pathname=settings.url_prefix,
+        # diskcache locally, Celery + Redis when REDIS_URL is set
+        background_callback_manager=get_background_manager(),
     )
     app.layout = shell_layout
 
@@ -116,6 +123,14 @@ def create_app() -> dash.Dash:
         names = [e.name for e in list_datasets(get_settings().data_dir)]
         return jsonify({"status": "ok", "version": APP_VERSION, "datasets": names})
 
+    # serving on a shared server: readiness probe, headers and error pages, the
+    # shared cache, and access control last (it guards every route above)
+    install_readiness(app)
+    install_security(app, settings)
+    init_cache(app.server, settings)
+    install_auth(app, settings)
+    if warning := settings.exposure_warning():
+        log.warning(warning)
     return app
 
 

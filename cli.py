@@ -89,10 +89,69 @@ def add_validate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_validate)
 
 
+# ------------------------------------------------------------------------- add-user
+
+
+def cmd_add_user(args: argparse.Namespace) -> int:
+    """Add or replace a user in an AUTH_USERS_FILE (werkzeug password hash)."""
+    import getpass
+    import os
+
+    from werkzeug.security import generate_password_hash
+
+    name = args.name
+    if not name or ":" in name or name != name.strip():
+        print(
+            "ERROR user names cannot contain ':' or spaces at the ends.",
+            file=sys.stderr,
+        )
+        return 1
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"Password for {name}: ")
+        if password != getpass.getpass("Repeat it: "):
+            print("ERROR the two passwords differ; nothing written.", file=sys.stderr)
+            return 1
+    if len(password) < 10:
+        print("ERROR use a password of at least 10 characters.", file=sys.stderr)
+        return 1
+    path = Path(args.file)
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    lines = [line for line in lines if line.partition(":")[0].strip() != name]
+    lines.append(f"{name}:{generate_password_hash(password)}")
+    # written whole, readable by the service user only
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    print(f"{path}: user {name!r} saved ({len(lines)} line(s)).")
+    return 0
+
+
+def add_add_user(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "add-user", help="add or replace a user of AUTH_MODE=basic (hashed password)"
+    )
+    p.add_argument("file", help="users file (AUTH_USERS_FILE); created if missing")
+    p.add_argument("name", help="user name")
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input",
+    )
+    p.set_defaults(func=cmd_add_user)
+
+
 # ----------------------------------------------------------------------------- main
 
 #: Each entry adds one sub-command to the parser.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_demo, add_validate]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_demo,
+    add_validate,
+    add_add_user,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,77 @@
+"""Readiness probe: can this worker serve the default dataset and render exports?
+
+``/healthz`` (app.py) says the process answers; ``/readyz`` says it is useful: the
+default dataset loads (cached per worker afterwards), every dataset's metadata
+reads, and a figure renderer for exports is present.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from importlib import import_module
+from importlib.util import find_spec
+
+import dash
+from flask import jsonify
+
+from config import get_settings
+from data.errors import DataError
+from data.registry import get_bundle, list_datasets
+
+
+def renderer_status() -> dict[str, str]:
+    """Status of the export renderer (Kaleido + Chromium), without starting it.
+
+    Uses ``figures.export.renderer_status`` when the export module provides one;
+    otherwise reports whether Kaleido and a Chromium binary are installed, with
+    status ``unknown`` (present but not started) or ``missing``.
+    """
+    if find_spec("figures.export") is not None:
+        check = getattr(import_module("figures.export"), "renderer_status", None)
+        if callable(check):
+            return dict(check())
+    if find_spec("kaleido") is None:
+        return {"status": "missing", "detail": "the kaleido package is not installed"}
+    browser = os.environ.get("BROWSER_PATH") or next(
+        filter(None, map(shutil.which, ("chromium", "chromium-browser", "chrome"))),
+        None,
+    )
+    if not browser:
+        return {
+            "status": "missing",
+            "detail": "no Chromium for Kaleido: install the `chromium` package or "
+            "set BROWSER_PATH",
+        }
+    return {"status": "unknown", "detail": f"kaleido installed, browser {browser}"}
+
+
+def readiness() -> tuple[dict[str, object], int]:
+    """The probe's body and HTTP status (200 ready, 503 not ready)."""
+    settings = get_settings()
+    datasets = {}
+    for entry in list_datasets(settings.data_dir):
+        datasets[entry.name] = "ok" if entry.error is None else "invalid"
+    try:
+        get_bundle(settings.default_dataset, settings.data_dir)
+        default = "ok"
+    except DataError as err:
+        default = str(err.problems[0]) if err.problems else str(err)
+    renderer = renderer_status()
+    ready = default == "ok" and renderer["status"] != "missing"
+    body = {
+        "status": "ready" if ready else "not ready",
+        "default_dataset": {"name": settings.default_dataset, "status": default},
+        "datasets": datasets,
+        "renderer": renderer,
+    }
+    return body, 200 if ready else 503
+
+
+def install_readiness(app: dash.Dash) -> None:
+    """Add ``GET {URL_PREFIX}readyz``."""
+
+    @app.server.route(f"{get_settings().url_prefix}readyz")
+    def readyz():
+        body, status = readiness()
+        return jsonify(body), status
