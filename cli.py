@@ -34,8 +34,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.if_missing and (out / "dataset.json").exists():
         print(f"Demo bundle already present: {out}")
         return 0
+    from data.demo import GENES_BASE
+
+    if args.genes is not None and args.genes < len(GENES_BASE):
+        print(
+            f"ERROR --genes {args.genes} is too small. Fix: use at least "
+            f"{len(GENES_BASE)} (the marker genes).",
+            file=sys.stderr,
+        )
+        return 1
     write_demo(
-        out, n_cells=args.cells, n_cell_patients=args.cell_patients, seed=args.seed
+        out,
+        n_cells=args.cells,
+        n_cell_patients=args.cell_patients,
+        seed=args.seed,
+        n_patients=args.patients,
+        n_genes=args.genes,
+        umap_subsample=args.umap_subsample,
     )
     return 0
 
@@ -48,6 +63,21 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cells", type=int, default=36_000, help="CD8 T cells (0: none)")
     p.add_argument("--cell-patients", type=int, default=48, help="patients with cells")
     p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument(
+        "--patients", type=int, help="patients in total (default 480; benchmarks)"
+    )
+    p.add_argument(
+        "--genes",
+        type=int,
+        help="genes in the h5ad: the 74 marker genes plus filler genes (benchmarks)",
+    )
+    p.add_argument(
+        "--umap-subsample",
+        type=int,
+        metavar="N",
+        help="UMAP on N seeded cells, the others placed by PCA neighbours "
+        "(for 10^6 cells)",
+    )
     p.add_argument(
         "--if-missing", action="store_true", help="do nothing when the bundle exists"
     )

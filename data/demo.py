@@ -173,11 +173,36 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def make_patients(rng: np.random.Generator) -> pd.DataFrame:
+def scaled_cohort_sizes(n_patients: int) -> dict[str, int]:
+    """Cohort sizes for ``n_patients`` patients in the proportions of the demo.
+
+    Parameters
+    ----------
+    n_patients
+        Total number of patients (at least one per cohort).
+
+    Returns
+    -------
+    dict
+        Cohort name -> number of patients; the sizes add up to ``n_patients``.
+    """
+    total = sum(COHORT_SIZES.values())
+    if n_patients == total:
+        return dict(COHORT_SIZES)
+    names = list(COHORT_SIZES)
+    sizes = {c: max(1, round(COHORT_SIZES[c] * n_patients / total)) for c in names}
+    sizes[names[-1]] = max(1, n_patients - sum(sizes[c] for c in names[:-1]))
+    return sizes
+
+
+def make_patients(
+    rng: np.random.Generator, *, cohort_sizes: dict[str, int] | None = None
+) -> pd.DataFrame:
     """One row per patient with latent infiltration, NK bias and outcome."""
+    sizes = COHORT_SIZES if cohort_sizes is None else cohort_sizes
     rows = []
     for cohort, design in COHORT_DESIGN.items():
-        n = COHORT_SIZES[cohort]
+        n = sizes[cohort]
         shares = np.array([d[1] for d in design])
         tumor_idx = rng.choice(len(design), size=n, p=shares / shares.sum())
         for i in range(n):
@@ -271,9 +296,11 @@ def _composition(
     return {k: np.round(v, 5) for k, v in frac.items()}
 
 
-def make_cohort(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+def make_cohort(
+    rng: np.random.Generator, *, cohort_sizes: dict[str, int] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (samples table in bundle format, patients table with latents)."""
-    patients = make_patients(rng)
+    patients = make_patients(rng, cohort_sizes=cohort_sizes)
     os_m, os_e, pfs_m, pfs_e = _survival(patients, rng)
     patients["os_months"], patients["os_event"] = os_m, os_e
     patients["pfs_months"], patients["pfs_event"] = pfs_m, pfs_e
@@ -365,8 +392,21 @@ def make_cells(
     *,
     n_cells: int = 36_000,
     n_patients: int = 48,
+    n_filler_genes: int = 0,
+    chunk_size: int | None = None,
 ):
-    """CD8 T cells (AnnData, log-normalized) of ``n_patients`` pre-treatment samples."""
+    """CD8 T cells (AnnData, log-normalized) of ``n_patients`` pre-treatment samples.
+
+    Parameters
+    ----------
+    n_filler_genes
+        Extra genes without any state programme (sparse, lowly expressed), appended
+        after the marker genes so a benchmark bundle has a realistic gene count.
+    chunk_size
+        Simulate expression this many cells at a time (bounded memory for a million
+        cells). ``None`` simulates all cells at once, as the default demo does; the
+        two draw different random numbers, so the default demo is unchanged.
+    """
     import anndata as ad
     import scipy.sparse as sp
 
@@ -415,10 +455,24 @@ def make_cells(
     states = np.concatenate(states_all)
     n = len(states)
     total_umis = rng.lognormal(np.log(5000), 0.35, size=n)
-    mean = state_mean[states] * (total_umis / 5000.0)[:, None]
-    # negative binomial (Gamma-Poisson) counts: overdispersion gives realistic dropouts
-    counts = rng.poisson(rng.gamma(shape=2.0, scale=mean / 2.0)).astype(np.float32)
-    lognorm = np.log1p(counts / total_umis[:, None].astype(np.float32) * 1e4)
+    if chunk_size is None and n_filler_genes == 0:
+        mean = state_mean[states] * (total_umis / 5000.0)[:, None]
+        # negative binomial (Gamma-Poisson) counts: overdispersion gives realistic
+        # dropouts
+        counts = rng.poisson(rng.gamma(shape=2.0, scale=mean / 2.0)).astype(np.float32)
+        lognorm = np.log1p(counts / total_umis[:, None].astype(np.float32) * 1e4)
+        matrix = sp.csr_matrix(lognorm.astype(np.float32))
+    else:
+        filler_mean = rng.lognormal(np.log(0.05), 1.0, size=n_filler_genes)
+        matrix = _expression_chunked(
+            states,
+            total_umis,
+            state_mean,
+            filler_mean,
+            rng,
+            chunk_size=chunk_size or 20_000,
+        )
+        genes = genes + [f"FILL{i + 1:04d}" for i in range(n_filler_genes)]
     obs = pd.concat(obs_parts, ignore_index=True)
     obs.index = [f"cell{i:07d}" for i in range(n)]
     obs["cd8_state"] = pd.Categorical.from_codes(states, categories=state_names)
@@ -426,12 +480,121 @@ def make_cells(
     for column in ("sample_id", "patient_id", "cohort"):
         obs[column] = obs[column].astype("category")
     adata = ad.AnnData(
-        X=sp.csr_matrix(lognorm.astype(np.float32)),
+        X=matrix,
         obs=obs,
         var=pd.DataFrame(index=pd.Index(genes, name="gene")),
     )
     adata.uns["description"] = "Synthetic CD8 T cells (log1p of counts per 10,000)."
     return adata
+
+
+def _expression_chunked(
+    states: np.ndarray,
+    total_umis: np.ndarray,
+    state_mean: np.ndarray,
+    filler_mean: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    chunk_size: int,
+):
+    """Log-normalized CSR matrix simulated ``chunk_size`` cells at a time.
+
+    Marker genes follow the state programmes (Gamma-Poisson, as in the default
+    demo); filler genes are Poisson with a per-gene mean and no state effect.
+    """
+    import scipy.sparse as sp
+
+    parts = []
+    for start in range(0, len(states), chunk_size):
+        stop = min(start + chunk_size, len(states))
+        scale = (total_umis[start:stop] / 5000.0)[:, None]
+        mean = state_mean[states[start:stop]] * scale
+        counts = rng.poisson(rng.gamma(shape=2.0, scale=mean / 2.0))
+        if len(filler_mean):
+            filler = rng.poisson(filler_mean[None, :] * scale)
+            counts = np.hstack([counts, filler])
+        chunk = sp.csr_matrix(counts.astype(np.float32))
+        # log1p(counts per 10,000) only touches the non-zero entries
+        per_cell = (1e4 / total_umis[start:stop]).astype(np.float32)
+        chunk.data = np.log1p(chunk.data * np.repeat(per_cell, np.diff(chunk.indptr)))
+        parts.append(chunk)
+    return sp.vstack(parts, format="csr")
+
+
+def compute_umap_subsample(
+    adata,
+    *,
+    n_fit: int,
+    seed: int = SEED,
+    genes: list[str] | None = None,
+    n_neighbors_place: int = 10,
+    progress: Callable[[str], None] = print,
+):
+    """UMAP of a seeded subsample; the other cells are placed by neighbours in PCA.
+
+    For bundles too large for a full neighbour graph on a laptop (a million cells):
+    PCA is fitted on ``n_fit`` cells drawn with the seed and applied to all cells;
+    scanpy's neighbours + UMAP run on those ``n_fit`` cells; every other cell gets the
+    distance-weighted mean UMAP position of its ``n_neighbors_place`` nearest fitted
+    cells in PCA space. The layout of the placed cells is therefore an interpolation,
+    not an optimised UMAP (it cannot separate structure absent from the subsample).
+    Adds ``obsm['X_umap']`` in place.
+
+    Parameters
+    ----------
+    n_fit
+        Cells in the subsample that gets the real UMAP.
+    genes
+        Genes used for PCA (default: all); the benchmark bundle uses the marker genes
+        so that filler genes do not drown the structure, as HVG selection would.
+    """
+    import anndata as ad
+    import scanpy as sc
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import NearestNeighbors
+
+    rng = np.random.default_rng(seed)
+    n = adata.n_obs
+    fit = np.sort(rng.choice(n, size=min(n_fit, n), replace=False))
+    columns = (
+        np.arange(adata.n_vars)
+        if genes is None
+        else adata.var_names.get_indexer(pd.Index(genes))
+    )
+    matrix = adata.X[:, columns]
+    n_comps = min(20, len(columns) - 1)
+    progress(f"  PCA fitted on {len(fit):,} of {n:,} cells, {len(columns)} genes")
+    pca = PCA(n_components=n_comps, random_state=seed)
+    pca.fit(matrix[fit].toarray())
+    embedded = np.empty((n, n_comps), dtype=np.float32)
+    for start in range(0, n, 100_000):
+        stop = min(start + 100_000, n)
+        embedded[start:stop] = pca.transform(matrix[start:stop].toarray())
+    progress(f"  neighbours + UMAP on the {len(fit):,}-cell subsample")
+    sub = ad.AnnData(obs=pd.DataFrame(index=adata.obs_names[fit]))
+    sub.obsm["X_pca"] = embedded[fit]
+    sc.pp.neighbors(
+        sub, n_neighbors=15, use_rep="X_pca", random_state=seed, transformer="sklearn"
+    )
+    sc.tl.umap(sub, random_state=seed)
+    umap = np.empty((n, 2), dtype=np.float32)
+    umap[fit] = sub.obsm[schema.UMAP_KEY]
+    rest = np.setdiff1d(np.arange(n), fit)
+    progress(f"  placing {len(rest):,} cells by {n_neighbors_place} PCA neighbours")
+    index = NearestNeighbors(n_neighbors=n_neighbors_place).fit(embedded[fit])
+    umap_fit = umap[fit]
+    for start in range(0, len(rest), 50_000):
+        rows = rest[start : start + 50_000]
+        dist, nearest = index.kneighbors(embedded[rows])
+        weight = 1.0 / (dist + 1e-3)
+        weight /= weight.sum(axis=1, keepdims=True)
+        umap[rows] = np.einsum("ij,ijk->ik", weight, umap_fit[nearest])
+    adata.obsm[schema.UMAP_KEY] = umap
+    adata.uns["umap_method"] = (
+        f"UMAP (scanpy) on a seeded subsample of {len(fit):,} cells; the other "
+        f"{len(rest):,} cells placed at the distance-weighted mean of their "
+        f"{n_neighbors_place} nearest subsample cells in PCA space"
+    )
 
 
 def compute_umap(adata, *, seed: int = SEED, progress: Callable[[str], None] = print):
@@ -459,9 +622,15 @@ def write_demo(
     n_cells: int = 36_000,
     n_cell_patients: int = 48,
     seed: int = SEED,
+    n_patients: int | None = None,
+    n_genes: int | None = None,
+    umap_subsample: int | None = None,
     progress: Callable[[str], None] = print,
 ) -> Path:
     """Generate the demo bundle into ``out`` (via a temporary folder, then renamed).
+
+    The defaults give the demo bundle; the other options make larger synthetic
+    bundles for benchmarks (a million cells, 2,000 genes, 10,000 patients).
 
     Parameters
     ----------
@@ -474,6 +643,16 @@ def write_demo(
         Patients with single-cell data.
     seed
         Random seed: the same seed gives the same bundle.
+    n_patients
+        Patients in total, spread over the three cohorts in the demo's proportions
+        (default 480).
+    n_genes
+        Genes in ``cd8_cells.h5ad``: the marker genes plus lowly expressed filler
+        genes without any state programme (default: the marker genes only).
+    umap_subsample
+        Compute the UMAP on this many seeded cells and place the others by their
+        nearest neighbours in PCA space (see :func:`compute_umap_subsample`); for
+        bundles too large for a full neighbour graph. Default: UMAP on all cells.
     """
     import shutil
     import tempfile
@@ -481,11 +660,28 @@ def write_demo(
     out = Path(out)
     rng = np.random.default_rng(seed)
     progress("Generating synthetic demo cohort (patients, samples, survival)")
-    cohort, patients = make_cohort(rng)
+    sizes = None if n_patients is None else scaled_cohort_sizes(n_patients)
+    cohort, patients = make_cohort(rng, cohort_sizes=sizes)
+    n_marker = len(GENES_BASE)
+    n_filler = 0 if n_genes is None else n_genes - n_marker
+    if n_filler < 0:
+        raise ValueError(f"n_genes must be at least {n_marker} (the marker genes)")
+    large = n_filler > 0 or umap_subsample is not None
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         meta = dict(DEMO_META, name=out.name)
+        if large or n_patients is not None:
+            meta["description"] += (
+                f" This benchmark variant holds {len(patients):,} patients and "
+                f"{n_cells:,} CD8 T cells over {n_marker + n_filler:,} genes "
+                f"({n_filler:,} of them filler genes without a state programme)."
+            )
+            if umap_subsample:
+                meta["description"] += (
+                    f" Its UMAP was computed on {umap_subsample:,} seeded cells; "
+                    "the others are placed by their nearest neighbours in PCA space."
+                )
         (tmp / schema.DATASET_JSON).write_text(json.dumps(meta, indent=2) + "\n")
         cohort.to_csv(tmp / schema.COHORT_CSV, index=False)
         if n_cells > 0:
@@ -493,9 +689,24 @@ def write_demo(
                 f"Simulating {n_cells:,} CD8 T cells from {n_cell_patients} patients"
             )
             adata = make_cells(
-                cohort, patients, rng, n_cells=n_cells, n_patients=n_cell_patients
+                cohort,
+                patients,
+                rng,
+                n_cells=n_cells,
+                n_patients=n_cell_patients,
+                n_filler_genes=n_filler,
+                chunk_size=20_000 if large else None,
             )
-            compute_umap(adata, seed=seed, progress=progress)
+            if umap_subsample:
+                compute_umap_subsample(
+                    adata,
+                    n_fit=umap_subsample,
+                    seed=seed,
+                    genes=list(GENES_BASE),
+                    progress=progress,
+                )
+            else:
+                compute_umap(adata, seed=seed, progress=progress)
             adata.write_h5ad(tmp / schema.CELLS_H5AD, compression="gzip")
             # gene-major copy: colouring by a gene reads one slice, not the matrix
             from data.cells import write_gene_major
