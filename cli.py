@@ -174,6 +174,39 @@ def add_add_user(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_add_user)
 
 
+# --------------------------------------------------------------- import, prepare
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import a clinical table, CIBERSORT output, expression matrix or h5ad."""
+    from data.importers.commands import run_import
+
+    return run_import(args, _data_dir(args))
+
+
+def add_import(sub: argparse._SubParsersAction) -> None:
+    from data.importers.commands import add_import_arguments
+
+    p = sub.add_parser("import", help="import your own data as a dataset bundle")
+    add_import_arguments(p)
+    p.set_defaults(func=cmd_import)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Normalize, embed (UMAP) and cluster an h5ad into a new file."""
+    from data.importers.commands import run_prepare
+
+    return run_prepare(args)
+
+
+def add_prepare(sub: argparse._SubParsersAction) -> None:
+    from data.importers.commands import add_prepare_arguments
+
+    p = sub.add_parser("prepare", help="compute what the UMAP page needs for an h5ad")
+    add_prepare_arguments(p)
+    p.set_defaults(func=cmd_prepare)
+
+
 # ----------------------------------------------------------------------------- main
 
 #: Each entry adds one sub-command to the parser.
@@ -181,6 +214,8 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_demo,
     add_validate,
     add_add_user,
+    add_import,
+    add_prepare,
 ]
 
 

@@ -1,0 +1,237 @@
+"""The ``import`` and ``prepare`` commands (argument parsing lives in ``cli.py``).
+
+Each returns an exit code and prints what was mapped; every problem is a
+:class:`data.errors.DataError` that ``cli.main`` prints as a message, never a
+traceback. Nothing is written to the data directory unless the whole import
+succeeds (see :mod:`data.importers.store`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from data.errors import DataError, Problem
+from data.importers import clinical, store
+from data.importers.report import ImportReport
+from data.registry import check_dataset_name
+
+KINDS = ("clinical", "cibersort", "expression", "h5ad")
+
+
+def _mapping(args: argparse.Namespace) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    if getattr(args, "map_file", None):
+        mapping.update(clinical.read_mapping_file(args.map_file))
+    mapping.update(clinical.parse_mapping(args.map))
+    return mapping
+
+
+def _base_cohort(
+    args: argparse.Namespace, data_dir: Path, report: ImportReport
+) -> tuple[pd.DataFrame, bool, list[str]]:
+    """Cohort to join to: from --clinical, else the existing dataset --name."""
+    if args.clinical:
+        cohort, clinical_report = clinical.import_clinical(
+            args.clinical,
+            mapping=_mapping(args),
+            constants=clinical.parse_constants(args.set),
+            cohort_name=args.cohort or args.name,
+            time_unit=args.time_unit,
+            scores=args.scores or (),
+        )
+        report.notes.append(f"clinical table {Path(args.clinical).name}:")
+        report.extend(clinical_report)
+        return cohort, False, [Path(args.clinical).name]
+    if args.map or args.set:
+        raise DataError(
+            Problem(
+                file="--map",
+                message="--map/--set apply to the clinical table, and none was given.",
+                fix="give it with --clinical FILE, or import it first with "
+                "`python cli.py import clinical`.",
+            )
+        )
+    return store.existing_cohort(data_dir, args.name), True, []
+
+
+def run_import(args: argparse.Namespace, data_dir: Path) -> int:
+    """Import one file as (or into) dataset ``args.name``; print the report."""
+    name = check_dataset_name(args.name)
+    source = Path(args.file)
+    report = ImportReport()
+    files = [source.name]
+    keep_cells = None
+    cells = None
+    adding = False
+    existing = data_dir / name
+    if args.kind == "clinical":
+        cohort, found = clinical.import_clinical(
+            source,
+            mapping=_mapping(args),
+            constants=clinical.parse_constants(args.set),
+            cohort_name=args.cohort or name,
+            time_unit=args.time_unit,
+            scores=args.scores or (),
+        )
+        report.extend(found)
+    elif args.kind in ("cibersort", "expression"):
+        from data.importers import deconvolution
+
+        base, adding, more = _base_cohort(args, data_dir, report)
+        files = more + files
+        if args.kind == "cibersort":
+            cohort, found = deconvolution.import_cibersort(
+                source, base, scores=args.scores or ()
+            )
+        else:
+            cohort, found = deconvolution.import_expression(source, base)
+        report.extend(found)
+        if adding:
+            keep_cells = existing / "cd8_cells.h5ad"
+    else:
+        from data.importers.singlecell import import_h5ad
+
+        base = None
+        if args.clinical:
+            base, _, more = _base_cohort(args, data_dir, report)
+            files = more + files
+        elif existing.exists() and args.add:
+            base, adding = store.existing_cohort(data_dir, name), True
+        mapping = dict(clinical.parse_mapping(args.map))
+        cohort, cells, found = import_h5ad(
+            source,
+            mapping=mapping if base is None else {
+                k: v for k, v in mapping.items()
+                if k in ("patient_id", "sample_id", "cell_type", "cd8_state")
+            },
+            constants=clinical.parse_constants(args.set),
+            cohort_name=args.cohort or name,
+            cells=args.cells,
+            cohort=base,
+            prepare=args.prepare,
+            progress=print,
+        )  # fmt: skip
+        report.extend(found)
+    base_meta = store.existing_meta(data_dir, name) if adding else None
+    meta = store.make_meta(
+        name,
+        title=args.title,
+        source=args.source,
+        license=args.license,
+        files=files,
+        report=report,
+        base=base_meta,
+    )
+    path = store.write_dataset(
+        data_dir,
+        name,
+        cohort,
+        meta,
+        cells=cells,
+        keep_cells_from=keep_cells,
+        force=args.force,
+        replace=adding,
+    )
+    print(f"Imported {', '.join(files)} as dataset `{name}` ({len(cohort)} samples):")
+    for line in report.lines():
+        print(line)
+    print(f"Written: {path}. Check it with `python cli.py validate {name}`.")
+    return 0
+
+
+def add_import_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``cli.py import``."""
+    p.add_argument("kind", choices=KINDS, help="what the file holds")
+    p.add_argument("--file", required=True, help="the file to import")
+    p.add_argument("--name", required=True, help="dataset name (letters, digits, _-.)")
+    p.add_argument(
+        "--map",
+        action="append",
+        help="bundle column = source column, comma-separated "
+        "(sample_id=patientid,recist=BOR); a|b takes the first non-empty",
+    )
+    p.add_argument("--map-file", help="mapping file (JSON or target=source lines)")
+    p.add_argument(
+        "--set",
+        action="append",
+        help="one value for every row: tumor_type=melanoma,treatment=nivolumab",
+    )
+    p.add_argument(
+        "--clinical",
+        help="clinical table to join (cibersort/expression/h5ad); without it they are "
+        "added to the existing dataset --name",
+    )
+    p.add_argument("--cohort", help="cohort name when no column gives it")
+    p.add_argument(
+        "--time-unit",
+        choices=["days", "weeks", "months", "years"],
+        help="unit of survival times (default: from the column name or a "
+        "survival_unit column, else months)",
+    )
+    p.add_argument(
+        "--scores",
+        action="append",
+        help="columns to keep as score_* metrics, shell patterns (e.g. '*NK*EPIC')",
+    )
+    p.add_argument(
+        "--cells",
+        choices=["auto", "immune", "cd8"],
+        default="auto",
+        help="h5ad: all immune cells with a cell_type column, or the CD8 subset",
+    )
+    p.add_argument(
+        "--prepare",
+        action="store_true",
+        help="h5ad: normalize raw counts, compute UMAP and Leiden states if missing",
+    )
+    p.add_argument(
+        "--add",
+        action="store_true",
+        help="h5ad: attach the cells to the existing dataset --name",
+    )
+    p.add_argument("--title", help="dataset title (default: the name)")
+    p.add_argument("--source", help="where the data come from (paper, GEO id)")
+    p.add_argument("--license", help="license of the data")
+    p.add_argument(
+        "--force", action="store_true", help="replace an existing dataset of that name"
+    )
+    p.add_argument(
+        "--data-dir", default=argparse.SUPPRESS, help="folder of dataset bundles"
+    )
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    """Prepare an h5ad into a new file and print what was done."""
+    from data.prepare import prepare_file
+
+    out, notes = prepare_file(
+        args.file,
+        args.out,
+        state_column=args.state_column,
+        n_top_genes=args.n_top_genes,
+        seed=args.seed,
+        force=args.force,
+    )
+    print(f"Prepared {Path(args.file).name} -> {out}:")
+    for note in notes:
+        print(f"  - {note}")
+    print(
+        f"Import it with `python cli.py import h5ad --file {out} --name NAME --map "
+        "patient_id=<obs column>`."
+    )
+    return 0
+
+
+def add_prepare_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``cli.py prepare``."""
+    p.add_argument("--file", required=True, help="input .h5ad (never modified)")
+    p.add_argument("--out", required=True, help="output .h5ad (a new file)")
+    p.add_argument(
+        "--state-column", help="obs column with named CD8 states (else Leiden)"
+    )
+    p.add_argument("--n-top-genes", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="replace an existing --out")
