@@ -15,6 +15,8 @@ from figures.panel import Panel
 #: page id -> "module:function"
 PAGE_BUILDERS: dict[str, str] = {
     "overview": "figures.overview:overview_panels",
+    "nk-response": "figures.nk:nk_panels",
+    "cd8-states": "figures.cd8:cd8_panels",
 }
 
 

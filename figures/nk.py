@@ -1,0 +1,723 @@
+"""Figures of the NK vs response page (pure builders) and its panel builder.
+
+Every figure names the metric and the response definition, shows n per group and
+says which test gave its p-value. Statistics come from ``analysis/``; nothing here
+computes a p-value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from analysis import stats
+from analysis.nk_response import (
+    SPLITS,
+    TIMEPOINT_LABELS,
+    NKResponseAnalysis,
+    PairedResult,
+    analyze_nk_response,
+)
+from analysis.stats import format_p
+from analysis.survival import CoxResult, KMResult
+from figures.panel import Panel
+from figures.template import QUALITATIVE, RESPONSE_COLORS, empty_figure
+
+NK_GROUP_COLORS = {"NK-low": "#4477aa", "NK-mid": "#999999", "NK-high": "#ee6677"}
+SPLIT_LABELS = {
+    "median": {"NK-low": "NK-low (≤ median)", "NK-high": "NK-high (> median)"},
+    "tertile": {
+        "NK-low": "NK-low (lowest third)",
+        "NK-mid": "NK-mid (middle third)",
+        "NK-high": "NK-high (highest third)",
+    },
+}
+
+
+def _num(x: float, digits: int = 2) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _ci(low: float, high: float, digits: int = 2) -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "CI n/a"
+    return f"95% CI {low:.{digits}f} to {high:.{digits}f}"
+
+
+def _axis(label: str) -> str:
+    """Break a long metric label onto two lines for an axis title."""
+    if len(label) > 30 and ", " in label:
+        head, tail = label.split(", ", 1)
+        return f"{head},<br>{tail}"
+    return label
+
+
+def _title(main: str, sub: str = "") -> str:
+    return main + (f"<br><sup>{sub}</sup>" if sub else "")
+
+
+def _color(group: str, i: int) -> str:
+    return RESPONSE_COLORS.get(group) or QUALITATIVE[i % len(QUALITATIVE)]
+
+
+# ------------------------------------------------------------------------ box
+
+
+def describe_test(result: NKResponseAnalysis) -> str:
+    """One line naming the test and its result (or why there is none)."""
+    if result.two_group is not None:
+        t = result.two_group
+        if t.message:
+            return t.message
+        return (
+            f"Two-sided Mann-Whitney U = {t.u:g}, {format_p(t.p)}; rank-biserial "
+            f"r = {t.r:.2f} (r > 0: lower in responders)"
+        )
+    if result.multi_group is not None:
+        m = result.multi_group
+        if not math.isfinite(m.p):
+            return m.message
+        return f"Kruskal-Wallis H = {m.h:.2f}, {format_p(m.p)}" + (
+            f" ({m.message})" if m.message else ""
+        )
+    return ""
+
+
+def nk_response_box(
+    patients: pd.DataFrame,
+    *,
+    metric_label: str,
+    definition_label: str,
+    groups: Sequence[str],
+    annotation: str,
+    subtitle: str = "",
+) -> go.Figure:
+    """Box (median, IQR, whiskers to 1.5 IQR) and every patient as a point.
+
+    Parameters
+    ----------
+    patients
+        One row per evaluable patient: ``group``, ``value``, ``cohort``,
+        ``patient_id``, ``tumor_type``, ``n_samples``.
+    metric_label, definition_label
+        Names for the y axis and the title.
+    groups
+        Groups in display order; tick labels carry n per group.
+    annotation
+        The test and its result, printed above the plot.
+    """
+    if patients.empty:
+        return empty_figure("No patient with a value and an evaluable response")
+    fig = go.Figure()
+    for i, group in enumerate(groups):
+        part = patients[patients["group"] == group]
+        label = f"{group}<br>(n={len(part)})"
+        fig.add_box(
+            x=[label] * len(part),
+            y=part["value"],
+            name=label,
+            boxpoints="all",
+            jitter=0.45,
+            pointpos=0,
+            quartilemethod="linear",
+            marker={"color": _color(group, i), "size": 5, "opacity": 0.65},
+            line={"color": _color(group, i)},
+            fillcolor="rgba(0,0,0,0)",
+            customdata=part[["cohort", "patient_id", "tumor_type", "n_samples"]],
+            hovertemplate="%{customdata[0]} %{customdata[1]} (%{customdata[2]})<br>"
+            + "value %{y:.4g}; samples averaged: %{customdata[3]}<extra></extra>",
+            showlegend=False,
+        )
+    fig.update_layout(
+        title=_title(f"{metric_label}<br>by {definition_label}", subtitle),
+        yaxis_title=_axis(metric_label),
+        xaxis_title=definition_label,
+        margin={"t": 120, "l": 80},
+    )
+    fig.add_annotation(
+        text=annotation, x=0, y=1.02, xref="paper", yref="paper", showarrow=False,
+        xanchor="left", yanchor="bottom", font={"size": 12},
+    )  # fmt: skip
+    return fig
+
+
+# ------------------------------------------------------------------------ ROC
+
+
+def roc_figure(
+    roc: stats.RocResult, *, metric_label: str, binary_label: str, subtitle: str = ""
+) -> go.Figure:
+    """ROC curve for 'lower metric predicts response', AUC with its 95% CI."""
+    if roc.message and not math.isfinite(roc.auc):
+        return empty_figure(roc.message)
+    fig = go.Figure()
+    fig.add_scatter(
+        x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#999"},
+        name="chance (AUC 0.5)", hoverinfo="skip",
+    )  # fmt: skip
+    name = f"AUC {roc.auc:.2f} ({_ci(roc.ci_low, roc.ci_high)}, DeLong)"
+    fig.add_scatter(
+        x=list(roc.fpr), y=list(roc.tpr), mode="lines", name=name,
+        line={"color": RESPONSE_COLORS["Responder"], "width": 2.5},
+        hovertemplate="false-positive rate %{x:.2f}<br>sensitivity %{y:.2f}"
+        "<extra></extra>",
+    )  # fmt: skip
+    fig.update_layout(
+        title=_title(
+            f"ROC: lower {metric_label} predicts response",
+            f"{binary_label}; n={roc.n_pos} responders, {roc.n_neg} non-responders"
+            + (f"; {subtitle}" if subtitle else ""),
+        ),
+        xaxis={"title": "1 - specificity (false-positive rate)", "range": [0, 1]},
+        yaxis={"title": "Sensitivity (true-positive rate)", "range": [0, 1.02]},
+        legend={"x": 0.98, "y": 0.02, "xanchor": "right", "yanchor": "bottom"},
+        margin={"t": 90},
+    )
+    if roc.message:
+        fig.add_annotation(
+            text=roc.message, x=0.5, y=0.5, xref="paper", yref="paper",
+            showarrow=False,
+        )  # fmt: skip
+    return fig
+
+
+# --------------------------------------------------------------------- forest
+
+BY_LABELS = {"tumor_type": "tumor type", "cohort": "cohort"}
+
+
+def forest_figure(
+    strata: Mapping[str, Sequence[stats.StratumEffect]],
+    pooled: Mapping[str, stats.PooledEffect],
+    *,
+    metric_label: str,
+    binary_label: str,
+) -> go.Figure:
+    """Rank-biserial r with 95% CI per stratum, and the DerSimonian-Laird pool.
+
+    Rows read top-down: strata by tumor type, their pool, strata by cohort, their
+    pool. Rows without an estimate say why.
+    """
+    rows: list[dict] = []
+    for by, effects in strata.items():
+        if not effects:
+            continue
+        rows.append({"label": f"<b>By {BY_LABELS.get(by, by)}</b>", "kind": "header"})
+        for e in effects:
+            rows.append(
+                {
+                    "label": f"{e.stratum} (n={e.n_pos} R / {e.n_neg} NR)",
+                    "kind": "stratum",
+                    "x": e.r,
+                    "lo": e.ci_low,
+                    "hi": e.ci_high,
+                    "text": e.message or f"{e.r:.2f} [{e.ci_low:.2f}, {e.ci_high:.2f}]",
+                }
+            )
+        p = pooled.get(by)
+        if p is not None:
+            label = f"Pooled, random effects (k={p.k})"
+            if math.isfinite(p.estimate):
+                rows.append(
+                    {
+                        "label": f"<i>{label}</i>",
+                        "kind": "pooled",
+                        "x": p.estimate,
+                        "lo": p.ci_low,
+                        "hi": p.ci_high,
+                        "text": f"{p.estimate:.2f} [{p.ci_low:.2f}, {p.ci_high:.2f}]"
+                        f"; I² = {100 * p.i2:.0f}%, {format_p(p.p)}",
+                    }
+                )
+            else:
+                rows.append(
+                    {"label": f"<i>{label}</i>", "kind": "pooled", "text": p.message}
+                )
+    if not rows:
+        return empty_figure("No strata to show")
+    # unique y keys (a tumor type and a cohort may share a name)
+    for i, row in enumerate(rows):
+        row["y"] = f"row{i:02d}"  # not numeric: plotly would read "00" as 0
+    fig = go.Figure()
+    for kind, symbol, size in (("stratum", "square", 9), ("pooled", "diamond", 14)):
+        part = [
+            r for r in rows if r["kind"] == kind and math.isfinite(r.get("x", math.nan))
+        ]
+        if not part:
+            continue
+        fig.add_scatter(
+            x=[r["x"] for r in part],
+            y=[r["y"] for r in part],
+            mode="markers",
+            marker={
+                "symbol": symbol,
+                "size": size,
+                "color": "#222" if kind == "pooled" else "#4477aa",
+            },
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": [r["hi"] - r["x"] for r in part],
+                "arrayminus": [r["x"] - r["lo"] for r in part],
+                "color": "#555",
+                "thickness": 1.5,
+                "width": 4,
+            },
+            customdata=[r["text"] for r in part],
+            hovertemplate="r = %{customdata}<extra></extra>",
+            showlegend=False,
+        )
+    fig.add_vline(x=0, line={"color": "#888", "dash": "dot"})
+    for row in rows:
+        if row["kind"] != "header":
+            fig.add_annotation(
+                text=row["text"], x=1.01, y=row["y"], xref="paper", yref="y",
+                xanchor="left", showarrow=False, font={"size": 11},
+            )  # fmt: skip
+    order = [r["y"] for r in rows]
+    fig.update_yaxes(
+        type="category",
+        # header rows carry no point: fix the range so they are not cut off
+        range=[-0.6, len(rows) - 0.4],
+        categoryorder="array",
+        categoryarray=list(reversed(order)),
+        tickvals=order,
+        ticktext=[r["label"] for r in rows],
+        showgrid=False,
+    )
+    fig.update_xaxes(
+        range=[-1, 1],
+        title=f"Rank-biserial r (95% CI); r > 0: lower {metric_label} in responders",
+    )
+    fig.update_layout(
+        title=_title(
+            "Effect per tumor type and per cohort",
+            f"{binary_label}; rank-biserial r with DeLong-based 95% CI; pooled by "
+            "DerSimonian-Laird random effects",
+        ),
+        margin={"r": 230, "l": 250, "t": 90},
+        height=max(360, 60 + 30 * len(rows) + 90),
+    )
+    return fig
+
+
+# ------------------------------------------------------------------ survival
+
+
+def _cox_text(cox: CoxResult | None) -> str:
+    if cox is None:
+        return ""
+    if cox.message:
+        return f"Cox ({cox.model}): {cox.message.split(': ', 1)[-1]}"
+    return (
+        f"Cox HR per SD {cox.hr:.2f} ({_ci(cox.ci_low, cox.ci_high)}), "
+        f"{format_p(cox.p)} [{cox.model}]"
+    )
+
+
+def km_figure(
+    km: KMResult,
+    cox: Mapping[str, CoxResult],
+    *,
+    metric_label: str,
+    split: str,
+) -> go.Figure:
+    """Kaplan-Meier curves by NK group with censor ticks and a number-at-risk table.
+
+    Parameters
+    ----------
+    km
+        Curves, log-rank test and numbers at risk (``analysis.survival``).
+    cox
+        ``{"unadjusted": CoxResult, "adjusted": CoxResult}``.
+    metric_label
+        The metric the groups were split on.
+    split
+        ``median`` or ``tertile``.
+    """
+    if not km.curves:
+        return empty_figure(km.message or f"{km.endpoint}: no data")
+    labels = SPLIT_LABELS.get(split, {})
+    fig = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28],
+        vertical_spacing=0.2,
+    )  # fmt: skip
+    for curve in km.curves:
+        color = NK_GROUP_COLORS.get(curve.group, "#444")
+        median = (
+            f"median {curve.median:.1f} mo"
+            if math.isfinite(curve.median)
+            else "median not reached"
+        )
+        fig.add_scatter(
+            x=list(curve.times), y=list(curve.survival), mode="lines",
+            line={"shape": "hv", "color": color, "width": 2.2},
+            name=f"{labels.get(curve.group, curve.group)}: n={curve.n}, "
+            f"{curve.events} events, {median}",
+            legendgroup=curve.group,
+            hovertemplate="%{x:.1f} months: %{y:.2f}<extra>" + curve.group + "</extra>",
+            row=1, col=1,
+        )  # fmt: skip
+        if curve.censor_times:
+            fig.add_scatter(
+                x=list(curve.censor_times), y=list(curve.censor_survival),
+                mode="markers", marker={"symbol": "line-ns-open", "size": 8,
+                                        "color": color},
+                legendgroup=curve.group, showlegend=False, hoverinfo="skip",
+                row=1, col=1,
+            )  # fmt: skip
+    names = [c.group for c in km.curves]
+    for curve, counts in zip(km.curves, km.at_risk, strict=True):
+        fig.add_scatter(
+            x=list(km.risk_times), y=[curve.group] * len(counts),
+            text=[str(n) for n in counts], mode="text",
+            textfont={"color": NK_GROUP_COLORS.get(curve.group, "#444"), "size": 12},
+            showlegend=False, hoverinfo="skip", row=2, col=1,
+        )  # fmt: skip
+    test = (
+        f"log-rank {format_p(km.logrank_p)}"
+        if math.isfinite(km.logrank_p)
+        else km.message
+    )
+    sub = "<br>".join(t for t in (_cox_text(cox.get("unadjusted")),
+                                  _cox_text(cox.get("adjusted"))) if t)  # fmt: skip
+    fig.update_layout(
+        title=_title(
+            f"{km.endpoint} by {metric_label} ({SPLITS.get(split, split)}); {test}",
+            sub,
+        ),
+        legend={"orientation": "h", "y": -0.22, "x": 0, "yanchor": "top"},
+        margin={"t": 110, "b": 40},
+        height=540,
+    )
+    fig.update_yaxes(title="Survival probability", range=[0, 1.03], row=1, col=1)
+    fig.update_yaxes(
+        type="category", categoryorder="array",
+        categoryarray=list(reversed(names)), range=[-0.6, len(names) - 0.4],
+        showline=False, ticks="", row=2, col=1,
+    )  # fmt: skip
+    fig.update_xaxes(
+        title="Months", tickvals=list(km.risk_times), showticklabels=True, row=1, col=1
+    )
+    fig.update_xaxes(visible=False, row=2, col=1)
+    fig.add_annotation(
+        text="Number at risk", x=0, y=1.0, xref="paper", yref="y2 domain",
+        xanchor="left", yanchor="bottom", showarrow=False, font={"size": 12},
+    )  # fmt: skip
+    return fig
+
+
+# ------------------------------------------------------------------ logistic
+
+
+def logistic_table(
+    result: stats.LogisticResult | None, *, metric_label: str, binary_label: str
+) -> go.Figure:
+    """Odds ratios with 95% CI and p as a table figure."""
+    if result is None:
+        return empty_figure("No logistic model")
+    if result.message:
+        text = result.message
+        if result.dropped:
+            text += "<br>Left out: " + "; ".join(result.dropped)
+        return empty_figure(text)
+    terms = [t for t in result.terms if t.term != "Intercept"]
+    fig = go.Figure(
+        go.Table(
+            columnwidth=[3, 1, 2, 1],
+            header={
+                "values": ["<b>Term</b>", "<b>Odds ratio</b>", "<b>95% CI</b>",
+                           "<b>p (Wald)</b>"],
+                "fill_color": "#f2f2f2", "align": "left",
+            },
+            cells={
+                "values": [
+                    [t.term.replace("z(metric)", f"z({metric_label})") for t in terms],
+                    [f"{t.odds_ratio:.2f}" for t in terms],
+                    [f"{t.ci_low:.2f} to {t.ci_high:.2f}" for t in terms],
+                    [format_p(t.p).removeprefix("p = ") for t in terms],
+                ],
+                "align": "left", "height": 26,
+                "fill_color": [["#e8f0fa"] + ["white"] * (len(terms) - 1)],
+            },
+        )
+    )  # fmt: skip
+    note = f"n={result.n} patients, {result.n_events} responders"
+    if result.dropped:
+        note += "; left out: " + "; ".join(result.dropped)
+    fig.update_layout(
+        title=_title(
+            f"Logistic regression: {_formula(result.formula, binary_label)}",
+            note + "; OR per 1 SD of the metric "
+            f"(SD = {result.metric_sd:.3g}); OR < 1: higher metric, lower odds of "
+            "response",
+        ),
+        margin={"t": 110, "l": 20, "r": 20, "b": 20},
+    )
+    return fig
+
+
+def _formula(formula: str, binary_label: str) -> str:
+    # "response ~ z(metric) + C(tumor_type)" -> readable words
+    text = formula.replace("response", binary_label, 1)
+    return text.replace("C(tumor_type)", "tumor type").replace(
+        "C(treatment)", "treatment"
+    )
+
+
+# -------------------------------------------------------------------- paired
+
+
+def paired_figure(
+    paired: PairedResult | None,
+    *,
+    metric_label: str,
+    groups: Sequence[str],
+    definition_label: str,
+) -> go.Figure:
+    """One line per patient from pre- to on-treatment, a panel per response group,
+    with the Wilcoxon signed-rank p of each group in its title."""
+    if paired is None or paired.frame.empty:
+        return empty_figure("No patient has both pre- and on-treatment samples")
+    tests = {t.group: t for t in paired.tests}
+    shown = [g for g in groups if (paired.frame["group"] == g).any()]
+    titles = []
+    for g in shown:
+        t = tests[g]
+        result = (
+            f"Wilcoxon {format_p(t.p)}" if math.isfinite(t.p) else "no test (n < 3)"
+        )
+        titles.append(f"{g} (n={t.n})<br>{result}")
+    fig = make_subplots(
+        rows=1, cols=len(shown), shared_yaxes=True, subplot_titles=titles,
+        horizontal_spacing=0.05,
+    )  # fmt: skip
+    for i, group in enumerate(shown, start=1):
+        part = paired.frame[paired.frame["group"] == group]
+        xs, ys, ids = [], [], []
+        for row in part.itertuples():
+            xs += ["pre", "on", None]
+            ys += [row.pre, row.on, None]
+            ids += [f"{row.cohort} {row.patient_id}"] * 2 + [None]
+        color = _color(group, i - 1)
+        fig.add_scatter(
+            x=xs, y=ys, mode="lines+markers", line={"color": color, "width": 1},
+            marker={"size": 4, "color": color}, opacity=0.55, text=ids,
+            hovertemplate="%{text}: %{y:.4g}<extra></extra>", showlegend=False,
+            connectgaps=False, row=1, col=i,
+        )  # fmt: skip
+        medians = part[["pre", "on"]].median()
+        fig.add_scatter(
+            x=["pre", "on"], y=list(medians), mode="lines+markers",
+            line={"color": "#111", "width": 3}, marker={"size": 9, "color": "#111"},
+            name="median", showlegend=i == 1, row=1, col=i,
+        )  # fmt: skip
+    fig.update_yaxes(title=_axis(metric_label), row=1, col=1)
+    fig.update_xaxes(
+        type="category", categoryorder="array", categoryarray=["pre", "on"]
+    )
+    fig.update_layout(
+        title=_title(
+            f"{metric_label}: pre- vs on-treatment, per patient",
+            f"{definition_label}; two-sided Wilcoxon signed-rank test per group",
+        ),
+        margin={"t": 120},
+    )
+    return fig
+
+
+# ------------------------------------------------------------------ panels
+
+
+def nk_panels(view, state: Mapping[str, object] | None = None) -> list[Panel]:
+    """The NK vs response page's panels for a :class:`data.view.CohortView`.
+
+    Statistics are computed once (:func:`analysis.nk_response.analyze_nk_response`)
+    and shared by all panels; every panel's provenance carries them under
+    ``"stats"`` (the same dict ``cli.py stats --json`` prints).
+    """
+    result = analyze_nk_response(view.samples, state)
+    return panels_from_analysis(view, result)
+
+
+def panels_from_analysis(view, result: NKResponseAnalysis) -> list[Panel]:
+    """Build the panels from an already computed analysis."""
+    summary = result.to_dict()
+    provenance = dict(
+        view.provenance,
+        page="nk-response",
+        state=result.state.to_dict(),
+        exclusions=result.exclusion_text,
+        stats=summary,
+    )
+    if result.empty:
+        return [
+            Panel(
+                key="nk-empty",
+                title="NK vs response",
+                figure=empty_figure(result.empty_message),
+                caption=result.empty_message,
+                provenance=provenance,
+            )
+        ]
+    metric = result.metric.label
+    definition = result.definition.label
+    tp = TIMEPOINT_LABELS[result.state.nk_timepoint]
+    evaluable = result.patients[result.patients["group"].notna()]
+    n_text = ", ".join(f"{s.group} n={s.n}" for s in result.summaries)
+    excluded = f" {result.exclusion_text}." if result.exclusion_text else ""
+    box_table = evaluable[
+        ["cohort", "patient_id", "tumor_type", "treatment", "group", "value",
+         "n_samples"]
+    ].rename(columns={"group": "response_group"})  # fmt: skip
+    annotation = describe_test(result)
+    group_rows = pd.DataFrame([vars(s) for s in result.summaries])
+    box_caption = (
+        f"One {tp} value per patient ({n_text}); box = median and IQR. "
+        f"{annotation}.{excluded}"
+    )
+    if result.multi_group is not None and result.multi_group.pairwise:
+        pairs = "; ".join(
+            f"{p.group1} vs {p.group2} q = {p.p_adjusted:.3g}"
+            for p in result.multi_group.pairwise
+        )
+        box_caption += f" Pairwise Mann-Whitney, Benjamini-Hochberg: {pairs}."
+        group_rows = pd.concat(
+            [group_rows, pd.DataFrame([vars(p) for p in result.multi_group.pairwise])]
+        )
+    panels = [
+        Panel(
+            key="nk-box",
+            title="NK metric by response",
+            figure=nk_response_box(
+                evaluable,
+                metric_label=metric,
+                definition_label=definition,
+                groups=result.groups,
+                annotation=annotation,
+                subtitle=f"{tp}, one value per patient; {view.bundle.meta.label}",
+            ),
+            table=box_table,
+            caption=box_caption,
+            provenance=dict(provenance, test=annotation),
+        )
+    ]
+    roc = result.roc
+    roc_caption = (
+        f"Direction stated: lower {metric} predicts response ({result.binary_label}); "
+        f"AUC {_num(roc.auc)} ({_ci(roc.ci_low, roc.ci_high)}, DeLong), "
+        f"n={roc.n_pos} responders / {roc.n_neg} non-responders. AUC < 0.5 means "
+        "higher values in responders."
+        + (
+            ""
+            if result.definition.binary
+            else " RECIST groups are collapsed to objective response for the ROC."
+        )
+    )
+    panels.append(
+        Panel(
+            key="nk-roc",
+            title="ROC",
+            figure=roc_figure(
+                roc, metric_label=metric, binary_label=result.binary_label
+            ),
+            table=pd.DataFrame(
+                {"false_positive_rate": roc.fpr, "sensitivity": roc.tpr}
+            ),
+            caption=roc_caption,
+            provenance=dict(provenance, test="ROC, DeLong 95% CI"),
+        )
+    )
+    forest_rows = pd.DataFrame(
+        [vars(e) for effects in result.strata.values() for e in effects]
+    )
+    pooled = result.pooled.get("tumor_type")
+    pooled_text = (
+        f"pooled r {pooled.estimate:.2f} ({_ci(pooled.ci_low, pooled.ci_high)}), "
+        f"I² = {100 * pooled.i2:.0f}%"
+        if pooled is not None and math.isfinite(pooled.estimate)
+        else (pooled.message if pooled is not None else "")
+    )
+    panels.append(
+        Panel(
+            key="nk-forest",
+            title="Per tumor type and cohort",
+            figure=forest_figure(
+                result.strata,
+                result.pooled,
+                metric_label=metric,
+                binary_label=result.binary_label,
+            ),
+            table=forest_rows,
+            caption=f"Rank-biserial r of {metric} per stratum ({result.binary_label}); "
+            f"across tumor types: {pooled_text} (DerSimonian-Laird). Strata with fewer "
+            f"than {stats.MIN_GROUP} patients per group are shown without an estimate.",
+            provenance=dict(provenance, test="rank-biserial r; DerSimonian-Laird"),
+        )
+    )
+    for key, km in result.km.items():
+        cox = result.cox.get(key, {})
+        rows = [
+            {"group": c.group, "time": t, "at_risk": n}
+            for c, counts in zip(km.curves, km.at_risk, strict=True)
+            for t, n in zip(km.risk_times, counts, strict=True)
+        ]
+        panels.append(
+            Panel(
+                key=f"nk-km-{key}",
+                title=km.endpoint,
+                figure=km_figure(
+                    km, cox, metric_label=metric, split=result.state.split
+                ),
+                table=pd.DataFrame(rows),
+                caption=f"{km.endpoint} of all patients with a {tp} value of {metric}, "
+                f"split by {SPLITS[result.state.split]} of the filtered cohort ("
+                + ", ".join(f"{c.group} n={c.n}, {c.events} events" for c in km.curves)
+                + "). Log-rank test; Cox proportional hazards per SD of the metric "
+                "(Efron ties), unadjusted and stratified by tumor type."
+                + (f" {km.message}" if km.message else ""),
+                provenance=dict(provenance, test="log-rank; Cox PH"),
+            )
+        )
+    logistic = result.logistic
+    panels.append(
+        Panel(
+            key="nk-logistic",
+            title="Logistic regression",
+            figure=logistic_table(
+                logistic, metric_label=metric, binary_label=result.binary_label
+            ),
+            table=pd.DataFrame([vars(t) for t in logistic.terms]),
+            caption=(
+                logistic.message
+                or f"{logistic.formula} (statsmodels Logit, Wald 95% CI), "
+                f"n={logistic.n}, {logistic.n_events} responders. z(metric) is "
+                f"{metric} standardized (per 1 SD)."
+            ),
+            provenance=dict(provenance, test="logistic regression"),
+        )
+    )
+    paired = result.paired
+    panels.append(
+        Panel(
+            key="nk-paired",
+            title="Pre vs on treatment",
+            figure=paired_figure(
+                paired,
+                metric_label=metric,
+                groups=result.groups,
+                definition_label=definition,
+            ),
+            table=paired.frame if paired is not None else pd.DataFrame(),
+            caption="Patients with both pre- and on-treatment samples ("
+            + ", ".join(f"{t.group} n={t.n}" for t in paired.tests)
+            + "); two-sided Wilcoxon signed-rank test of on minus pre per group, no "
+            f"test below {stats.MIN_GROUP} patients.",
+            provenance=dict(provenance, test="Wilcoxon signed-rank"),
+        )
+    )
+    return panels
