@@ -524,12 +524,12 @@ def finish_cohort(
     problems, typed = validate_cohort(as_csv_strings(frame), file=file)
 
     def rename(problem: Problem) -> Problem:
-        column = problem.column
+        column, message = problem.column, problem.message
         if column and column in sources and sources[column] != column:
-            column = f"{sources[column]}` (as `{column}"
+            column, message = sources[column], f"(as `{column}`) {message}"
         return Problem(
             file=problem.file,
-            message=problem.message,
+            message=message,
             fix=problem.fix.replace("python cli.py import clinical --map", "--map"),
             column=column,
             rows=problem.rows,

@@ -235,3 +235,4 @@ def add_prepare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-top-genes", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="replace an existing --out")
+    p.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)

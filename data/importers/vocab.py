@@ -567,7 +567,21 @@ def fractions_from_percent(
         return table, []
     values = table[columns]
     finite = values.where(np.isfinite(values))
-    if not (finite > 1).any().any() or (finite > 100).any().any():
+    above = finite > 100
+    if above.any().any():
+        bad = [c for c in columns if above[c].any()]
+        raise DataError(
+            Problem(
+                file=file,
+                column=", ".join(sources.get(c, c) for c in bad),
+                rows=rows_of(above.any(axis=1)),
+                message="has cell frequencies above 100, which are neither fractions "
+                "(0-1) nor percentages (0-100).",
+                fix="give fractions of CD45+ immune cells in [0, 1] or percentages "
+                "in [0, 100]; counts must be divided by the immune cell total.",
+            )
+        )
+    if not (finite > 1).any().any():
         return table, []
     row_sum = finite.sum(axis=1, min_count=1)
     percent_rows = (finite > 1).any(axis=1)
