@@ -434,6 +434,7 @@ def sensitivity(
             values if cells is None else values[cells],
             marker.passes(values if cells is None else values[cells]),
         )
+    groups = np.asarray(pd.Series(patient_groups).astype(object).fillna(""))
     rows = []
     for marker in result.evaluated:
         others = np.ones(len(result.in_gate), dtype=bool)
@@ -442,26 +443,49 @@ def sensitivity(
                 others &= mask
         values = passes[marker.gene][0]
         grid = np.union1d(sweep_thresholds(values, n_steps=n_steps), [marker.threshold])
-        for threshold in grid:
-            member = others & Marker(marker.gene, marker.sign, threshold).passes(values)
-            _, _, fraction = patient_fractions(member, patient_codes, n_patients)
-            assoc = response_association(
-                fraction, patient_groups, positive=positive, negative=negative
-            )
+        members = [
+            others & Marker(marker.gene, marker.sign, t).passes(values) for t in grid
+        ]
+        fractions = np.vstack(
+            [patient_fractions(m, patient_codes, n_patients)[2] for m in members]
+        )
+        # a patient's fraction is NaN only without cells, whatever the threshold
+        has_cells = np.isfinite(fractions[0])
+        pos = fractions[:, has_cells & (groups == positive)]
+        neg = fractions[:, has_cells & (groups == negative)]
+        if pos.shape[1] and neg.shape[1]:
+            if min(pos.shape[1], neg.shape[1]) > 8:
+                # one vectorised scipy call per marker (rows = thresholds); with
+                # more than 8 in both groups scipy is asymptotic row by row too
+                test = stats.mannwhitneyu(pos, neg, alternative="two-sided", axis=1)
+                stat, ps = np.asarray(test.statistic), np.asarray(test.pvalue)
+            else:
+                # small groups: scipy picks the exact test per row, keep its choice
+                tests = [
+                    stats.mannwhitneyu(a, b, alternative="two-sided")
+                    for a, b in zip(pos, neg, strict=True)
+                ]
+                stat = np.array([t.statistic for t in tests])
+                ps = np.array([t.pvalue for t in tests])
+            aucs = stat / (pos.shape[1] * neg.shape[1])
+        else:
+            aucs = ps = np.full(len(grid), np.nan)
+        for i, threshold in enumerate(grid):
+            finite = fractions[i][has_cells]
             rows.append(
                 {
                     "gene": marker.gene,
                     "sign": marker.sign,
                     "threshold": float(threshold),
                     "current": bool(np.isclose(threshold, marker.threshold)),
-                    "cells_in_gate": int(member.sum()),
-                    "median_fraction": float(np.nanmedian(fraction))
-                    if np.isfinite(fraction).any()
+                    "cells_in_gate": int(members[i].sum()),
+                    "median_fraction": float(np.median(finite))
+                    if finite.size
                     else float("nan"),
-                    "auc": assoc.auc,
-                    "p": assoc.p,
-                    "n_pos": assoc.n_pos,
-                    "n_neg": assoc.n_neg,
+                    "auc": float(aucs[i]),
+                    "p": float(ps[i]),
+                    "n_pos": int(pos.shape[1]),
+                    "n_neg": int(neg.shape[1]),
                 }
             )
     return pd.DataFrame(rows)

@@ -186,3 +186,25 @@ def test_sensitivity_current_threshold_matches_direct_computation():
     b = table[table["gene"] == "B"]["threshold"]
     assert b.min() == pytest.approx(expr["B"].min(), abs=1e-3)
     assert b.max() >= np.quantile(expr["B"], 0.99) - 1e-3
+
+
+def test_sensitivity_every_row_matches_scipy_for_larger_groups():
+    rng = np.random.default_rng(11)
+    n, n_pat = 4000, 22
+    codes = rng.integers(0, n_pat, size=n)
+    groups = pd.Series(["R"] * 12 + ["NR"] * 10)
+    expr = {"A": rng.exponential(1.0, size=n), "B": rng.exponential(1.0, size=n)}
+    gate = Gate((Marker("A", "+", 0.5), Marker("B", "-", 1.0)))
+    table = sensitivity(
+        gate, expr, available=["A", "B"], n_cells=n, patient_codes=codes,
+        patient_groups=groups, positive="R", negative="NR", n_steps=6,
+    )  # fmt: skip
+    for row in table.itertuples():
+        other = "B" if row.gene == "A" else "A"
+        sign = "+" if row.gene == "A" else "-"
+        member = Marker(row.gene, sign, row.threshold).passes(expr[row.gene])
+        member &= gate.marker(other).passes(expr[other])
+        frac = pd.Series(member).groupby(codes).mean()
+        ref = stats.mannwhitneyu(frac[:12], frac[12:])
+        assert row.p == pytest.approx(ref.pvalue)
+        assert row.auc == pytest.approx(ref.statistic / 120)

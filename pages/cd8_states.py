@@ -1,0 +1,939 @@
+"""Page `/cd8-states`: CD8 differentiation states, a phenotype gate, and its link to
+NK and response.
+
+Callbacks are thin: they parse the controls into the page state, ask
+``figures.cd8`` (which uses ``data.cells`` and ``analysis.gating``) and return. The UMAP
+is drawn once per filter; recolouring sends a ``Patch`` with one ``uint8`` typed array
+and never the coordinates again.
+"""
+
+from __future__ import annotations
+
+import json
+
+import dash
+import dash_bootstrap_components as dbc
+import numpy as np
+from dash import (
+    ALL,
+    ClientsideFunction,
+    Input,
+    Output,
+    Patch,
+    State,
+    callback,
+    clientside_callback,
+    ctx,
+    dcc,
+    html,
+)
+from dash.exceptions import PreventUpdate
+
+from analysis import gating
+from analysis.nk_metrics import available_metrics
+from analysis.response import DEFINITIONS, available_definitions
+from components import ids
+from components.common import data_error_alert, empty_state, figure_card
+from config import get_settings
+from data.cells import cell_store
+from data.errors import DataError
+from data.schema import PROTEIN_NAMES
+from data.view import cohort_view
+from figures import cd8
+from figures.template import empty_figure
+
+PAGE_ID = cd8.PAGE_ID
+dash.register_page(__name__, path="/cd8-states", name="CD8 states", order=2)
+
+PREFIX = "cd8-states"
+STATE = ids.page_state(PAGE_ID)
+URL_SYNC = f"{PREFIX}-url-sync"
+GATE_SPEC = f"{PREFIX}-gate-spec"
+GATE = f"{PREFIX}-gate"
+HIGHLIGHT = f"{PREFIX}-highlight"
+DRAWN = f"{PREFIX}-drawn"
+NOTE = f"{PREFIX}-note"
+ERROR = f"{PREFIX}-error"
+EMPTY = f"{PREFIX}-empty"
+CONTENT = f"{PREFIX}-content"
+COLOR = f"{PREFIX}-color"
+GENE = f"{PREFIX}-gene"
+METRIC = f"{PREFIX}-metric"
+DEFINITION = f"{PREFIX}-definition"
+UMAP = f"{PREFIX}-umap"
+UMAP_CAPTION = f"{PREFIX}-umap-caption"
+HOVER = f"{PREFIX}-hover"
+SELECTION = f"{PREFIX}-selection"
+CLEAR_HIGHLIGHT = f"{PREFIX}-clear-highlight"
+GATE_NAME = f"{PREFIX}-gate-name"
+GATE_ROWS = f"{PREFIX}-gate-rows"
+ADD_GENE = f"{PREFIX}-add-gene"
+ADD = f"{PREFIX}-add"
+RESET = f"{PREFIX}-reset"
+ACCEPT = f"{PREFIX}-accept-missing"
+MISSING = f"{PREFIX}-missing"
+GATE_COUNT = f"{PREFIX}-gate-count"
+HIST = f"{PREFIX}-histograms"
+BOX = f"{PREFIX}-box"
+BOX_CAPTION = f"{PREFIX}-box-caption"
+NK = f"{PREFIX}-nk"
+NK_CAPTION = f"{PREFIX}-nk-caption"
+COMPOSITION = f"{PREFIX}-composition"
+COMPOSITION_CAPTION = f"{PREFIX}-composition-caption"
+DOTPLOT = f"{PREFIX}-dotplot"
+SENSITIVITY = f"{PREFIX}-sensitivity"
+SENSITIVITY_CAPTION = f"{PREFIX}-sensitivity-caption"
+THRESHOLD = f"{PREFIX}-threshold"
+SIGN = f"{PREFIX}-sign"
+REMOVE = f"{PREFIX}-remove"
+MAX_GENE_OPTIONS = 60
+
+
+def _first(value) -> str:
+    if isinstance(value, list | tuple):
+        value = value[0] if value else ""
+    return "" if value is None else str(value)
+
+
+def _view(filter_data):
+    settings = get_settings()
+    return cohort_view(
+        filter_data,
+        data_dir=settings.data_dir,
+        default_dataset=settings.default_dataset,
+    )
+
+
+def _state(color, gene, gate_text, gate_name, accept, metric, definition) -> dict:
+    return {
+        "color": color or cd8.DEFAULT_COLOR,
+        "gene": gene or "",
+        "gate": gate_text or "",
+        "gate_name": gate_name or "",
+        "accept_missing": "1" if accept else "",
+        "metric": metric or cd8.DEFAULT_METRIC,
+        "definition": definition or "",
+    }
+
+
+def _gene_options(genes, search: str = "", keep=()) -> list[dict]:
+    """At most MAX_GENE_OPTIONS genes: those kept, then matches (prefix first)."""
+    search = (search or "").strip().upper()
+    chosen = [g for g in keep if g and g in genes]
+    if search:
+        prefix = [g for g in genes if g.upper().startswith(search)]
+        inner = [g for g in genes if search in g.upper() and g not in prefix]
+        matches = prefix + inner
+    else:
+        matches = [g for g in cd8.STATE_MARKERS if g in genes] + list(genes)
+    for gene in matches:
+        if len(chosen) >= MAX_GENE_OPTIONS:
+            break
+        if gene not in chosen:
+            chosen.append(gene)
+    return [
+        {"label": f"{g} ({PROTEIN_NAMES[g]})" if g in PROTEIN_NAMES else g, "value": g}
+        for g in chosen
+    ]
+
+
+def _genes_of(filter_data) -> list[str]:
+    try:
+        store = cell_store(_view(filter_data).bundle)
+    except DataError:
+        return []
+    return list(store.var_names) if store is not None else []
+
+
+# -------------------------------------------------------------------------- layout
+def _control(label: str, component, width: int) -> dbc.Col:
+    return dbc.Col(
+        [dbc.Label(label, className="small text-muted mb-0"), component], md=width
+    )
+
+
+def layout(**query) -> html.Div:
+    """Page layout; controls start from the URL query (odd values fall back)."""
+    raw = {key: _first(query.get(key)) for key in cd8.PageState().to_dict()}
+    color = raw["color"] if raw["color"] in cd8.COLOR_CHOICES else cd8.DEFAULT_COLOR
+    try:
+        gate = gating.parse_gate(raw["gate"], name=raw["gate_name"])
+    except gating.GateError:
+        gate = gating.default_gate()
+    accept = raw["accept_missing"].lower() in {"1", "true", "yes", "on"}
+    definition = raw["definition"] if raw["definition"] in DEFINITIONS else None
+    controls = dbc.Row(
+        [
+            _control(
+                "Colour cells by",
+                dcc.Dropdown(
+                    id=COLOR,
+                    options=[
+                        {"label": v, "value": k} for k, v in cd8.COLOR_CHOICES.items()
+                    ],
+                    value=color,
+                    clearable=False,
+                ),
+                3,
+            ),
+            _control(
+                "Gene (for colour by gene; type to search)",
+                dcc.Dropdown(
+                    id=GENE,
+                    options=[{"label": raw["gene"], "value": raw["gene"]}]
+                    if raw["gene"]
+                    else [],
+                    value=raw["gene"] or None,
+                    searchable=True,
+                    clearable=False,
+                    placeholder="type a gene symbol",
+                ),
+                3,
+            ),
+            _control(
+                "NK metric (per patient, pre-treatment)",
+                dcc.Dropdown(
+                    id=METRIC,
+                    value=raw["metric"] or cd8.DEFAULT_METRIC,
+                    clearable=False,
+                ),
+                3,
+            ),
+            _control(
+                "Response definition",
+                dcc.Dropdown(id=DEFINITION, value=definition, clearable=False),
+                3,
+            ),
+        ],
+        className="g-2 mb-3",
+    )
+    gate_panel = dbc.Card(
+        [
+            dbc.CardHeader(html.Span("Phenotype gate", className="fw-semibold")),
+            dbc.CardBody(
+                [
+                    dbc.Label("Gate name", className="small text-muted mb-0"),
+                    dbc.Input(
+                        id=GATE_NAME,
+                        value=gate.name,
+                        debounce=True,
+                        size="sm",
+                        maxLength=80,
+                        className="mb-2",
+                    ),
+                    html.Div(
+                        "A cell is in the gate when it passes every marker: '+' = "
+                        "expression > threshold, '−' = expression ≤ threshold "
+                        "(log-normalized; default 0 = detected / not detected).",
+                        className="small text-muted mb-2",
+                    ),
+                    html.Div(id=GATE_ROWS),
+                    dbc.InputGroup(
+                        [
+                            dcc.Dropdown(
+                                id=ADD_GENE,
+                                placeholder="add a marker…",
+                                searchable=True,
+                                style={"minWidth": "160px", "flex": "1"},
+                            ),
+                            dbc.Button("Add", id=ADD, size="sm", color="secondary"),
+                        ],
+                        size="sm",
+                        className="mt-2 mb-2 flex-nowrap",
+                    ),
+                    dbc.Button(
+                        "Reset to Song et al. gate",
+                        id=RESET,
+                        size="sm",
+                        color="link",
+                        className="p-0 mb-2",
+                    ),
+                    html.Div(id=MISSING),
+                    dbc.Checkbox(
+                        id=ACCEPT,
+                        value=accept,
+                        label="Evaluate the gate without missing markers",
+                        className="small mb-2",
+                    ),
+                    html.Div(id=GATE_COUNT, className="gate-count fw-semibold"),
+                ]
+            ),
+        ],
+        className="mb-3",
+    )
+    umap_tools = [
+        dbc.Button(
+            "Clear highlight",
+            id=CLEAR_HIGHLIGHT,
+            size="sm",
+            color="warning",
+            outline=True,
+            style={"display": "none"},
+        )
+    ]
+    content = html.Div(
+        [
+            controls,
+            dbc.Row(
+                [
+                    dbc.Col(
+                        [
+                            figure_card(
+                                UMAP,
+                                "UMAP",
+                                caption_id=UMAP_CAPTION,
+                                height=620,
+                                tools=umap_tools,
+                                export=(PAGE_ID, "umap"),
+                            ),
+                        ],
+                        lg=8,
+                    ),
+                    dbc.Col(
+                        [
+                            gate_panel,
+                            dbc.Card(
+                                dbc.CardBody(
+                                    [
+                                        html.Div(
+                                            "Hover a cell for its details; select "
+                                            "cells with the lasso or box for their "
+                                            "composition.",
+                                            className="small text-muted",
+                                        ),
+                                        html.Div(id=HOVER, className="small mt-2"),
+                                        html.Div(id=SELECTION, className="small mt-2"),
+                                    ]
+                                ),
+                                className="mb-3",
+                            ),
+                        ],
+                        lg=4,
+                    ),
+                ]
+            ),
+            figure_card(HIST, "Gate markers", height=440, export=(PAGE_ID, "markers")),
+            dbc.Row(
+                [
+                    dbc.Col(
+                        figure_card(
+                            BOX,
+                            "Gate fraction by response",
+                            caption_id=BOX_CAPTION,
+                            export=(PAGE_ID, "gate-box"),
+                            height=460,
+                        ),
+                        lg=6,
+                    ),
+                    dbc.Col(
+                        figure_card(
+                            NK,
+                            "Gate fraction vs NK",
+                            caption_id=NK_CAPTION,
+                            export=(PAGE_ID, "gate-nk"),
+                            height=460,
+                        ),
+                        lg=6,
+                    ),
+                ]
+            ),
+            figure_card(
+                SENSITIVITY,
+                "Gate sensitivity",
+                caption_id=SENSITIVITY_CAPTION,
+                export=(PAGE_ID, "sensitivity"),
+                height=440,
+            ),
+            figure_card(
+                COMPOSITION,
+                "State composition by patient",
+                caption_id=COMPOSITION_CAPTION,
+                export=(PAGE_ID, "composition"),
+                height=520,
+            ),
+            figure_card(
+                DOTPLOT,
+                "Marker genes by state",
+                export=(PAGE_ID, "dotplot"),
+                height=480,
+            ),
+        ],
+        id=CONTENT,
+    )
+    initial_state = _state(
+        color,
+        raw["gene"],
+        gating.gate_to_string(gate),
+        gate.name,
+        accept,
+        raw["metric"],
+        definition,
+    )
+    return html.Div(
+        [
+            dcc.Store(id=STATE, data=initial_state),
+            dcc.Store(id=URL_SYNC),
+            dcc.Store(id=GATE_SPEC, data=gating.gate_to_string(gate)),
+            dcc.Store(id=GATE, data=gating.gate_to_string(gate)),
+            dcc.Store(id=HIGHLIGHT),
+            dcc.Store(id=DRAWN),
+            html.H2("CD8 differentiation states", className="h4"),
+            html.Div(id=NOTE, className="text-muted small mb-3"),
+            html.Div(id=ERROR),
+            html.Div(id=EMPTY, hidden=True),
+            content,
+        ]
+    )
+
+
+# ------------------------------------------------------------------ control options
+@callback(
+    Output(METRIC, "options"),
+    Output(METRIC, "value"),
+    Output(DEFINITION, "options"),
+    Output(DEFINITION, "value"),
+    Output(NOTE, "children"),
+    Output(ERROR, "children"),
+    Output(EMPTY, "children"),
+    Output(EMPTY, "hidden"),
+    Output(CONTENT, "style"),
+    Input(ids.FILTER_STORE, "data"),
+    State(METRIC, "value"),
+    State(DEFINITION, "value"),
+)
+def update_controls(filter_data, metric, definition):
+    """Metric and response choices of the dataset; empty and error states."""
+    if filter_data is None:
+        raise PreventUpdate
+    no = dash.no_update
+    try:
+        view = _view(filter_data)
+    except DataError as err:
+        return [], no, [], no, "", data_error_alert(err), no, True, {"display": "none"}
+    samples = view.samples
+    store = cell_store(view.bundle)
+    note = f"{view.bundle.meta.label} · {view.filter.describe()}"
+    if store is not None:
+        note += f" · {store.n_cells:,} CD8 cells in the dataset"
+    metrics = [{"label": m.label, "value": m.key} for m in available_metrics(samples)]
+    keys = [m["value"] for m in metrics]
+    if metric not in keys:
+        metric = (
+            cd8.DEFAULT_METRIC
+            if cd8.DEFAULT_METRIC in keys
+            else (keys[0] if keys else None)
+        )
+    defs = available_definitions(samples) if not samples.empty else []
+    def_options = [{"label": DEFINITIONS[k].label, "value": k} for k in defs]
+    if definition not in defs:
+        definition = defs[0] if defs else None
+    page = cd8.parse_state({}, samples=samples)
+    message = ""
+    if store is None or store.umap is None:
+        message = empty_state(
+            "This dataset has no CD8 single-cell data with a UMAP.",
+            "Choose a dataset with cd8_cells.h5ad, or run `python cli.py prepare` on "
+            "your h5ad to compute one.",
+        )
+    elif cd8.cell_data(view, page) is None:
+        message = empty_state(
+            "No CD8 cells in the filtered samples.",
+            "Single-cell data exist for some samples only (pre-treatment in the "
+            "demo); remove a filter in the sidebar.",
+        )
+    if message:
+        return (
+            metrics,
+            metric,
+            def_options,
+            definition,
+            note,
+            None,
+            message,
+            False,
+            {"display": "none"},
+        )
+    return metrics, metric, def_options, definition, note, None, None, True, {}
+
+
+@callback(
+    Output(GENE, "options"),
+    Input(GENE, "search_value"),
+    Input(ids.FILTER_STORE, "data"),
+    State(GENE, "value"),
+)
+def gene_options(search, filter_data, value):
+    """Genes matching the typed text (the list of all genes never goes to the page)."""
+    if filter_data is None:
+        raise PreventUpdate
+    return _gene_options(_genes_of(filter_data), search, keep=[value])
+
+
+@callback(
+    Output(ADD_GENE, "options"),
+    Input(ADD_GENE, "search_value"),
+    Input(ids.FILTER_STORE, "data"),
+    State(ADD_GENE, "value"),
+)
+def add_gene_options(search, filter_data, value):
+    """Genes that can be added to the gate."""
+    if filter_data is None:
+        raise PreventUpdate
+    return _gene_options(_genes_of(filter_data), search, keep=[value])
+
+
+# ------------------------------------------------------------------------ the gate
+def _gate_from_controls(thresholds, signs, row_ids, name) -> gating.Gate:
+    markers = []
+    for value, sign, row in zip(thresholds, signs, row_ids, strict=True):
+        try:
+            threshold = float(value)
+        except (TypeError, ValueError):
+            threshold = gating.DEFAULT_THRESHOLD
+        if not np.isfinite(threshold):
+            threshold = gating.DEFAULT_THRESHOLD
+        markers.append(
+            gating.Marker(row["gene"], sign if sign in "+-" else "+", threshold)
+        )
+    return gating.Gate(
+        tuple(markers), name=(name or "").strip() or gating.DEFAULT_GATE_NAME
+    )
+
+
+@callback(
+    Output(GATE_ROWS, "children"),
+    Input(GATE_SPEC, "data"),
+    Input(ids.FILTER_STORE, "data"),
+)
+def render_gate_rows(spec, filter_data):
+    """One row per marker: name, +/- toggle, threshold, remove."""
+    if filter_data is None:
+        raise PreventUpdate
+    try:
+        gate = gating.parse_gate(spec)
+    except gating.GateError:
+        gate = gating.default_gate()
+    genes = set(_genes_of(filter_data))
+    rows = []
+    for marker in gate.markers:
+        missing = marker.gene not in genes
+        protein = PROTEIN_NAMES.get(marker.gene)
+        name = [html.Span(marker.gene, className="fw-semibold")]
+        if protein and protein != marker.gene:
+            name.append(html.Span(f" {protein}", className="text-muted"))
+        if missing:
+            name.append(dbc.Badge("not in data", color="danger", className="ms-1"))
+        rows.append(
+            html.Div(
+                [
+                    html.Div(
+                        name,
+                        className="gate-marker-name small",
+                        style={"flex": "1", "minWidth": "110px"},
+                    ),
+                    dbc.RadioItems(
+                        id={"type": SIGN, "gene": marker.gene},
+                        options=[
+                            {"label": "+", "value": "+"},
+                            {"label": "−", "value": "-"},
+                        ],
+                        value=marker.sign,
+                        inline=True,
+                        className="small",
+                        inputClassName="me-1",
+                    ),
+                    dcc.Input(
+                        id={"type": THRESHOLD, "gene": marker.gene},
+                        type="number",
+                        value=marker.threshold,
+                        step=0.1,
+                        debounce=True,
+                        style={"width": "70px"},
+                        className="form-control form-control-sm",
+                    ),
+                    dbc.Button(
+                        "×",
+                        id={"type": REMOVE, "gene": marker.gene},
+                        size="sm",
+                        color="link",
+                        className="text-danger px-1",
+                        title=f"remove {marker.gene}",
+                    ),
+                ],
+                className="d-flex align-items-center gap-2 mb-1 gate-marker-row",
+            )
+        )
+    return rows
+
+
+@callback(
+    Output(GATE_SPEC, "data"),
+    Input(ADD, "n_clicks"),
+    Input({"type": REMOVE, "gene": ALL}, "n_clicks"),
+    Input(RESET, "n_clicks"),
+    State(ADD_GENE, "value"),
+    State({"type": THRESHOLD, "gene": ALL}, "value"),
+    State({"type": SIGN, "gene": ALL}, "value"),
+    State({"type": THRESHOLD, "gene": ALL}, "id"),
+    State(GATE_NAME, "value"),
+    prevent_initial_call=True,
+)
+def edit_gate(_add, removes, _reset, add_gene, thresholds, signs, row_ids, name):
+    """Add, remove or reset markers (thresholds of the others are kept)."""
+    trigger = ctx.triggered_id
+    gate = _gate_from_controls(thresholds, signs, row_ids, name)
+    if trigger == RESET:
+        return gating.gate_to_string(gating.default_gate())
+    if trigger == ADD:
+        if not add_gene or add_gene in gate.genes:
+            raise PreventUpdate
+        if len(gate.markers) >= gating.MAX_MARKERS:
+            raise PreventUpdate
+        return gating.gate_to_string(gate.with_marker(gating.Marker(add_gene)))
+    if isinstance(trigger, dict) and trigger.get("type") == REMOVE:
+        # rows re-rendered after an edit fire with n_clicks None: not a click
+        if not ctx.triggered or not ctx.triggered[0]["value"]:
+            raise PreventUpdate
+        remaining = gate.without(trigger["gene"])
+        if not remaining.markers:
+            raise PreventUpdate  # a gate needs at least one marker
+        return gating.gate_to_string(remaining)
+    raise PreventUpdate
+
+
+@callback(
+    Output(GATE, "data"),
+    Input({"type": THRESHOLD, "gene": ALL}, "value"),
+    Input({"type": SIGN, "gene": ALL}, "value"),
+    State({"type": THRESHOLD, "gene": ALL}, "id"),
+)
+def gate_from_rows(thresholds, signs, row_ids):
+    """The gate as a URL-safe string, from the marker rows."""
+    if not row_ids:
+        raise PreventUpdate
+    return gating.gate_to_string(_gate_from_controls(thresholds, signs, row_ids, ""))
+
+
+@callback(
+    Output(STATE, "data"),
+    Input(COLOR, "value"),
+    Input(GENE, "value"),
+    Input(GATE, "data"),
+    Input(GATE_NAME, "value"),
+    Input(ACCEPT, "value"),
+    Input(METRIC, "value"),
+    Input(DEFINITION, "value"),
+)
+def collect_state(color, gene, gate_text, gate_name, accept, metric, definition):
+    """The page state (URL keys) for the Store, the URL and exports."""
+    return _state(color, gene, gate_text, gate_name, accept, metric, definition)
+
+
+clientside_callback(
+    ClientsideFunction(namespace="icb", function_name="setQuery"),
+    Output(URL_SYNC, "data"),
+    Input(STATE, "data"),
+)
+
+
+# ---------------------------------------------------------------------------- UMAP
+def _signature(filter_data, budget: int) -> str:
+    return json.dumps({"filter": filter_data, "budget": budget}, sort_keys=True)
+
+
+def _data_and_page(filter_data, state: dict):
+    view = _view(filter_data)
+    store = cell_store(view.bundle)
+    page = cd8.parse_state(
+        state, samples=view.samples, genes=store.var_names if store else None
+    )
+    return view, cd8.cell_data(view, page), page
+
+
+def _gate_or_none(data, page):
+    try:
+        return cd8.evaluate(data, page), ""
+    except gating.GateError as err:
+        return None, str(err)
+
+
+@callback(
+    Output(UMAP, "figure"),
+    Output(UMAP_CAPTION, "children"),
+    Output(DRAWN, "data"),
+    Output(CLEAR_HIGHLIGHT, "style"),
+    Input(ids.FILTER_STORE, "data"),
+    Input(COLOR, "value"),
+    Input(GENE, "value"),
+    Input(GATE, "data"),
+    Input(GATE_NAME, "value"),
+    Input(ACCEPT, "value"),
+    Input(METRIC, "value"),
+    Input(DEFINITION, "value"),
+    Input(HIGHLIGHT, "data"),
+    State(DRAWN, "data"),
+)
+def update_umap(
+    filter_data,
+    color,
+    gene,
+    gate_text,
+    gate_name,
+    accept,
+    metric,
+    definition,
+    highlight,
+    drawn,
+):
+    """Draw the UMAP for a new filter; otherwise recolour it with a Patch."""
+    if filter_data is None:
+        raise PreventUpdate
+    budget = get_settings().max_points_on_screen
+    signature = _signature(filter_data, budget)
+    state = _state(color, gene, gate_text, gate_name, accept, metric, definition)
+    try:
+        _, data, page = _data_and_page(filter_data, state)
+    except DataError:
+        raise PreventUpdate from None  # the controls callback shows the error
+    if data is None:
+        return empty_figure("No CD8 cells to show"), "", None, {"display": "none"}
+    trigger = ctx.triggered_id
+    gate_inputs = {GATE, GATE_NAME, ACCEPT}
+    if (
+        drawn == signature
+        and trigger in gate_inputs
+        and page.color != "gate"
+        and not highlight
+    ):
+        raise PreventUpdate  # the colours do not depend on the gate
+    if drawn == signature and trigger == GENE and page.color != "gene":
+        raise PreventUpdate
+    result, gate_error = _gate_or_none(data, page)
+    shown = cd8.display_sample(data.state_codes, budget)
+    if page.color == "gate" and result is None:
+        page = cd8.PageState(**{**page.__dict__, "color": cd8.DEFAULT_COLOR})
+    colour = cd8.colouring(data, page, shown, gate_result=result, highlight=highlight)
+    note = result.note if result is not None and page.color == "gate" else ""
+    title = cd8.umap_title(data, colour, len(shown), note)
+    caption = cd8.shown_caption(len(shown), data.n_cells)
+    if gate_error and state["color"] == "gate":
+        caption += f". Gate not shown: {gate_error}."
+    clear_style = {} if highlight else {"display": "none"}
+    if drawn == signature:
+        patch = Patch()
+        for key, value in colour.marker().items():
+            patch["data"][0]["marker"][key] = value
+        patch["layout"]["title"]["text"] = title
+        return patch, caption, dash.no_update, clear_style
+    figure = cd8.umap_figure(data, shown, colour, title=title)
+    return figure, caption, signature, clear_style
+
+
+@callback(
+    Output(HIGHLIGHT, "data"),
+    Input(NK, "clickData"),
+    Input(CLEAR_HIGHLIGHT, "n_clicks"),
+    prevent_initial_call=True,
+)
+def set_highlight(click, _clear):
+    """Clicking a patient in the NK scatter highlights its cells on the UMAP."""
+    if ctx.triggered_id == CLEAR_HIGHLIGHT:
+        return None
+    try:
+        return click["points"][0]["customdata"][0]
+    except (TypeError, KeyError, IndexError):
+        raise PreventUpdate from None
+
+
+@callback(
+    Output(HOVER, "children"),
+    Input(UMAP, "hoverData"),
+    State(ids.FILTER_STORE, "data"),
+    State(STATE, "data"),
+    prevent_initial_call=True,
+)
+def hover_details(hover, filter_data, state):
+    """Details of the hovered cell, fetched on demand (no per-cell text is sent)."""
+    try:
+        index = int(hover["points"][0]["pointIndex"])
+    except (TypeError, KeyError, IndexError, ValueError):
+        raise PreventUpdate from None
+    _, data, page = _data_and_page(filter_data, state or {})
+    if data is None:
+        raise PreventUpdate
+    shown = cd8.display_sample(data.state_codes, get_settings().max_points_on_screen)
+    if not 0 <= index < len(shown):
+        raise PreventUpdate
+    position = shown[index]
+    cell = data.cells[position]
+    patient = data.patients.iloc[data.patient_codes[position]]
+    code = data.state_codes[position]
+    state_name = data.state_names[code] if code >= 0 else "no state"
+    lines = [
+        html.Strong(str(data.store.obs.index[cell])),
+        html.Div(f"State: {state_name}"),
+        html.Div(
+            f"Patient {patient['label']} · {patient['tumor_type']} · "
+            f"{patient['treatment']} · response: "
+            f"{patient['group'] if isinstance(patient['group'], str) else 'n/a'}"
+        ),
+    ]
+    genes = list(dict.fromkeys([*page.gate.genes, page.gene]))
+    values = [
+        f"{g} {data.store.gene(g)[cell]:.2f}"
+        for g in genes
+        if g and data.store.has_gene(g)
+    ]
+    if values:
+        lines.append(html.Div("log-norm.: " + ", ".join(values)))
+    result, _ = _gate_or_none(data, page)
+    if result is not None:
+        lines.append(
+            html.Div(f"In gate: {'yes' if result.in_gate[position] else 'no'}")
+        )
+    return lines
+
+
+@callback(
+    Output(SELECTION, "children"),
+    Input(UMAP, "selectedData"),
+    State(ids.FILTER_STORE, "data"),
+    State(STATE, "data"),
+    prevent_initial_call=True,
+)
+def selection_details(selection, filter_data, state):
+    """State composition and gate fraction of all cells inside the selection."""
+    if not selection:
+        return None
+    _, data, page = _data_and_page(filter_data, state or {})
+    if data is None:
+        raise PreventUpdate
+    positions = cd8.cells_in_selection(data, selection)
+    if positions is None:
+        return html.Div("Draw a box or lasso on the UMAP to summarise cells.")
+    result, gate_error = _gate_or_none(data, page)
+    summary = cd8.selection_summary(data, positions, result)
+    n = summary["n"]
+    if n == 0:
+        return html.Div("No cells inside the selection.")
+    items = [
+        html.Li(f"{state}: {count:,} ({share:.0%})")
+        for state, count, share in sorted(summary["states"], key=lambda s: -s[1])
+    ]
+    gate_line = (
+        f"In gate: {summary['in_gate']:,} of {n:,} ({summary['in_gate'] / n:.1%})"
+        + (f"; {result.note}" if result.note else "")
+        if result is not None
+        else f"Gate not evaluated: {gate_error}"
+    )
+    return [
+        html.Strong(
+            f"Selection: {n:,} cells from {summary['patients']} patients "
+            "(all cells in the shape, drawn or not)"
+        ),
+        html.Ul(items, className="mb-1 ps-3"),
+        html.Div(gate_line, className="fw-semibold"),
+    ]
+
+
+# ---------------------------------------------------------------- gate statistics
+@callback(
+    Output(HIST, "figure"),
+    Output(GATE_COUNT, "children"),
+    Output(MISSING, "children"),
+    Output(BOX, "figure"),
+    Output(BOX_CAPTION, "children"),
+    Output(NK, "figure"),
+    Output(NK_CAPTION, "children"),
+    Output(SENSITIVITY, "figure"),
+    Output(SENSITIVITY_CAPTION, "children"),
+    Input(ids.FILTER_STORE, "data"),
+    Input(GATE, "data"),
+    Input(GATE_NAME, "value"),
+    Input(ACCEPT, "value"),
+    Input(METRIC, "value"),
+    Input(DEFINITION, "value"),
+)
+def update_gate_views(filter_data, gate_text, gate_name, accept, metric, definition):
+    """Histograms, counts and the per-patient gate statistics."""
+    if filter_data is None:
+        raise PreventUpdate
+    state = _state(None, None, gate_text, gate_name, accept, metric, definition)
+    try:
+        _, data, page = _data_and_page(filter_data, state)
+    except DataError:
+        raise PreventUpdate from None
+    if data is None:
+        blank = empty_figure("No CD8 cells to show")
+        return blank, "", None, blank, "", blank, "", blank, ""
+    missing = gating.missing_markers(page.gate, data.store.var_names)
+    missing_alert = None
+    if missing:
+        missing_alert = dbc.Alert(
+            [
+                html.Strong(f"Missing in this dataset: {', '.join(missing)}. "),
+                "The gate is evaluated on the other markers only if you tick the box "
+                "below; every figure then says so."
+                if not page.accept_missing
+                else f"Figures show the {gating.missing_note(missing)}.",
+            ],
+            color="warning",
+            className="small py-2 mb-2 missing-markers",
+        )
+    result, gate_error = _gate_or_none(data, page)
+    hist = cd8.marker_histograms(
+        data, page, title_note=result.note if result is not None else ""
+    )
+    if result is None:
+        blocked = empty_figure(gate_error)
+        count = html.Span(f"Gate not evaluated: {gate_error}", className="text-danger")
+        return hist, count, missing_alert, blocked, "", blocked, "", blocked, ""
+    n_in = result.n_in
+    table = cd8.patient_gate_table(data, result)
+    count = [
+        html.Span(f"{n_in:,}", id=f"{PREFIX}-gate-n"),
+        f" cells in gate ({n_in / data.n_cells:.1%} of {data.n_cells:,} filtered CD8 "
+        f"cells; {len(table)} patients)",
+    ]
+    if result.note:
+        count.append(html.Div(result.note, className="text-warning-emphasis small"))
+    box, box_caption, _ = cd8.gate_fraction_box(table, data, page, result)
+    scatter, nk_caption, _ = cd8.gate_vs_nk(table, data, page, result)
+    sens_table, sens_note = cd8.sensitivity_table(data, page)
+    sens = cd8.sensitivity_figure(sens_table, page, result, sens_note)
+    return (
+        hist,
+        count,
+        missing_alert,
+        box,
+        box_caption,
+        scatter,
+        nk_caption,
+        sens,
+        cd8.sensitivity_caption(sens_table, sens_note),
+    )
+
+
+@callback(
+    Output(COMPOSITION, "figure"),
+    Output(COMPOSITION_CAPTION, "children"),
+    Output(DOTPLOT, "figure"),
+    Input(ids.FILTER_STORE, "data"),
+    Input(METRIC, "value"),
+    Input(GATE, "data"),
+)
+def update_composition(filter_data, metric, gate_text):
+    """State composition per patient (ordered by NK) and the marker dot plot."""
+    if filter_data is None:
+        raise PreventUpdate
+    state = _state(None, None, gate_text, "", True, metric, None)
+    try:
+        _, data, page = _data_and_page(filter_data, state)
+    except DataError:
+        raise PreventUpdate from None
+    if data is None:
+        blank = empty_figure("No CD8 cells to show")
+        return blank, "", blank
+    composition, caption, _ = cd8.state_composition(data)
+    dots, _ = cd8.dot_plot(data, page)
+    return composition, caption, dots
