@@ -66,7 +66,7 @@ def test_clinical_import_maps_vocabulary_units_and_percentages(
     # stats/validate/the app find it by name
     assert [e.name for e in list_datasets(data_dir)] == ["mine"]
     assert get_bundle("mine", data_dir).meta.name == "mine"
-    assert run(data_dir, capsys, "validate", "mine").strip().endswith("warning(s)).")
+    assert run(data_dir, capsys, "validate", "mine").strip().endswith("mine: valid.")
 
 
 def test_mapping_file_and_xlsx(tmp_path, capsys):
