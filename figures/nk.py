@@ -56,8 +56,9 @@ def _axis(label: str) -> str:
     return label
 
 
-def _title(main: str, sub: str = "") -> str:
-    return main + (f"<br><sup>{sub}</sup>" if sub else "")
+def _title(main: str, *subs: str) -> str:
+    """Title with small subtitle lines (each ``sub`` on its own line)."""
+    return main + "".join(f"<br><sup>{s}</sup>" for s in subs if s)
 
 
 def _color(group: str, i: int) -> str:
@@ -67,14 +68,14 @@ def _color(group: str, i: int) -> str:
 # ------------------------------------------------------------------------ box
 
 
-def describe_test(result: NKResponseAnalysis) -> str:
-    """One line naming the test and its result (or why there is none)."""
+def describe_test(result: NKResponseAnalysis, sep: str = "; ") -> str:
+    """The test and its result (or why there is none); ``sep`` joins the parts."""
     if result.two_group is not None:
         t = result.two_group
         if t.message:
             return t.message
         return (
-            f"Two-sided Mann-Whitney U = {t.u:g}, {format_p(t.p)}; rank-biserial "
+            f"Two-sided Mann-Whitney U = {t.u:g}, {format_p(t.p)}{sep}rank-biserial "
             f"r = {t.r:.2f} (r > 0: lower in responders)"
         )
     if result.multi_group is not None:
@@ -133,14 +134,13 @@ def nk_response_box(
             showlegend=False,
         )
     fig.update_layout(
-        title=_title(f"{metric_label}<br>by {definition_label}", subtitle),
+        title=_title(
+            f"{metric_label}<br>by {definition_label}", *annotation.split("<br>"),
+            subtitle,
+        ),
         yaxis_title=_axis(metric_label),
         xaxis_title=definition_label,
-        margin={"t": 120, "l": 80},
-    )
-    fig.add_annotation(
-        text=annotation, x=0, y=1.02, xref="paper", yref="paper", showarrow=False,
-        xanchor="left", yanchor="bottom", font={"size": 12},
+        margin={"t": 150, "l": 80},
     )  # fmt: skip
     return fig
 
@@ -168,14 +168,14 @@ def roc_figure(
     )  # fmt: skip
     fig.update_layout(
         title=_title(
-            f"ROC: lower {metric_label} predicts response",
-            f"{binary_label}; n={roc.n_pos} responders, {roc.n_neg} non-responders"
-            + (f"; {subtitle}" if subtitle else ""),
+            f"ROC: lower {metric_label}<br>predicts response",
+            f"{binary_label}; n={roc.n_pos} responders, {roc.n_neg} non-responders",
+            subtitle,
         ),
         xaxis={"title": "1 - specificity (false-positive rate)", "range": [0, 1]},
         yaxis={"title": "Sensitivity (true-positive rate)", "range": [0, 1.02]},
         legend={"x": 0.98, "y": 0.02, "xanchor": "right", "yanchor": "bottom"},
-        margin={"t": 90},
+        margin={"t": 110},
     )
     if roc.message:
         fig.add_annotation(
@@ -387,12 +387,13 @@ def km_figure(
                                   _cox_text(cox.get("adjusted"))) if t)  # fmt: skip
     fig.update_layout(
         title=_title(
-            f"{km.endpoint} by {metric_label} ({SPLITS.get(split, split)}); {test}",
-            sub,
+            f"{km.endpoint}<br>by {metric_label}",
+            f"NK groups: {SPLITS.get(split, split)}; {test}",
+            *sub.split("<br>"),
         ),
         legend={"orientation": "h", "y": -0.22, "x": 0, "yanchor": "top"},
-        margin={"t": 110, "b": 40},
-        height=540,
+        margin={"t": 175, "b": 40},
+        height=560,
     )
     fig.update_yaxes(title="Survival probability", range=[0, 1.03], row=1, col=1)
     fig.update_yaxes(
@@ -451,12 +452,12 @@ def logistic_table(
         note += "; left out: " + "; ".join(result.dropped)
     fig.update_layout(
         title=_title(
-            f"Logistic regression: {_formula(result.formula, binary_label)}",
-            note + "; OR per 1 SD of the metric "
-            f"(SD = {result.metric_sd:.3g}); OR < 1: higher metric, lower odds of "
-            "response",
+            f"Logistic regression<br>{_formula(result.formula, binary_label)}",
+            note,
+            f"OR per 1 SD of the metric (SD = {result.metric_sd:.3g}); "
+            "OR < 1: higher metric, lower odds of response",
         ),
-        margin={"t": 110, "l": 20, "r": 20, "b": 20},
+        margin={"t": 130, "l": 20, "r": 20, "b": 20},
     )
     return fig
 
@@ -488,9 +489,7 @@ def paired_figure(
     titles = []
     for g in shown:
         t = tests[g]
-        result = (
-            f"Wilcoxon {format_p(t.p)}" if math.isfinite(t.p) else "no test (n < 3)"
-        )
+        result = format_p(t.p) if math.isfinite(t.p) else "no test (n < 3)"
         titles.append(f"{g} (n={t.n})<br>{result}")
     fig = make_subplots(
         rows=1, cols=len(shown), shared_yaxes=True, subplot_titles=titles,
@@ -522,10 +521,11 @@ def paired_figure(
     )
     fig.update_layout(
         title=_title(
-            f"{metric_label}: pre- vs on-treatment, per patient",
+            f"{metric_label}<br>pre- vs on-treatment, per patient",
             f"{definition_label}; two-sided Wilcoxon signed-rank test per group",
         ),
-        margin={"t": 120},
+        legend={"orientation": "h", "y": -0.12, "x": 0, "yanchor": "top"},
+        margin={"t": 160},
     )
     return fig
 
@@ -598,7 +598,7 @@ def panels_from_analysis(view, result: NKResponseAnalysis) -> list[Panel]:
                 metric_label=metric,
                 definition_label=definition,
                 groups=result.groups,
-                annotation=annotation,
+                annotation=describe_test(result, sep="<br>"),
                 subtitle=f"{tp}, one value per patient; {view.bundle.meta.label}",
             ),
             table=box_table,
@@ -694,7 +694,8 @@ def panels_from_analysis(view, result: NKResponseAnalysis) -> list[Panel]:
             table=pd.DataFrame([vars(t) for t in logistic.terms]),
             caption=(
                 logistic.message
-                or f"{logistic.formula} (statsmodels Logit, Wald 95% CI), "
+                or f"{_formula(logistic.formula, result.binary_label)} (statsmodels "
+                "Logit, Wald 95% CI), "
                 f"n={logistic.n}, {logistic.n_events} responders. z(metric) is "
                 f"{metric} standardized (per 1 SD)."
             ),
