@@ -123,6 +123,8 @@ def import_h5ad(
             if guess is not None:
                 mapping[target] = guess
                 report.notes.append(f"{target} <- obs.{guess} (recognised).")
+    if "cd8_state" not in mapping and "cd8_state" in obs.columns:
+        mapping["cd8_state"] = "cd8_state"
     for target, column in mapping.items():
         if column not in obs.columns:
             raise DataError(
