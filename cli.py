@@ -36,6 +36,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     from data.demo import GENES_BASE
 
+    if args.cells and args.cells < 150 * args.cell_patients:
+        print(
+            f"ERROR --cells {args.cells} is too few for {args.cell_patients} patients "
+            "with cells (at least 150 each). Fix: lower --cell-patients.",
+            file=sys.stderr,
+        )
+        return 1
     if args.genes is not None and args.genes < len(GENES_BASE):
         print(
             f"ERROR --genes {args.genes} is too small. Fix: use at least "
@@ -207,6 +214,122 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_prepare)
 
 
+# ---------------------------------------------------------------------------- stats
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """NK metric vs response statistics, as on the /nk-response page."""
+    import json
+
+    from analysis.nk_metrics import available_metrics
+    from analysis.nk_response import analyze_nk_response, resolve_state
+    from analysis.response import available_definitions
+    from data.filters import CohortFilter
+    from data.view import cohort_view
+
+    flt = CohortFilter.from_mapping(
+        {
+            "dataset": args.dataset,
+            "tumor_type": args.tumor_type,
+            "treatment": args.treatment,
+            "cohort": args.cohort,
+        }
+    )
+    view = cohort_view(flt, data_dir=_data_dir(args), default_dataset=DEMO_NAME)
+    state = {
+        "metric": args.metric,
+        "definition": args.response,
+        "nk_timepoint": args.timepoint,
+        "split": args.split,
+    }
+    # the page falls back quietly on odd URL values; a script asked explicitly
+    cohort = view.bundle.cohort
+    _, notes = resolve_state(cohort, state)
+    if notes:
+        metrics = ", ".join(m.key for m in available_metrics(cohort)) or "none"
+        definitions = ", ".join(available_definitions(cohort)) or "none"
+        print(
+            f"ERROR {' '.join(notes).replace('; showing', '. Default:')} "
+            f"Fix: this dataset offers --metric {metrics}; --response {definitions}.",
+            file=sys.stderr,
+        )
+        return 1
+    result = analyze_nk_response(view.samples, state)
+    report = dict(view.provenance, **result.to_dict())
+    if args.json:
+        print(json.dumps(report, indent=2, allow_nan=False))
+    else:
+        print(_stats_text(report, result.exclusion_text))
+    return 0
+
+
+def _stats_text(report: dict, exclusions: str) -> str:
+    from analysis.stats import format_p
+
+    lines = [
+        f"{report['dataset_title']} ({report['filters']})",
+        f"Metric: {report['metric']['label']}; response: "
+        f"{report['response_definition']['label']}; timepoint: {report['timepoint']}",
+    ]
+    if report["empty_message"]:
+        return "\n".join([*lines, report["empty_message"]])
+    lines.append(f"{report['n_patients']} patients analysed. {exclusions}")
+    for g in report["groups"]:
+        lines.append(
+            f"  {g['group']}: n={g['n']}, median {g['median']:.4g} "
+            f"(IQR {g['q1']:.4g}-{g['q3']:.4g})"
+        )
+    mw = report["mann_whitney"]
+    if mw:
+        lines.append(
+            mw["message"]
+            or f"Mann-Whitney U = {mw['u']:g}, {format_p(mw['p'])}, rank-biserial "
+            f"r = {mw['rank_biserial_r']:.3f} (r > 0: lower in responders)"
+        )
+    auc = report["auc"]
+    if auc and auc["auc"] is not None:
+        lines.append(
+            f"AUC (lower metric predicts response) = {auc['auc']:.3f}"
+            + (
+                f" (95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f})"
+                if auc["ci_low"] is not None
+                else ""
+            )
+        )
+    for warning in report["notes"]:
+        lines.append(f"Note: {warning}")
+    lines.append("Use --json for every statistic (strata, pooling, survival, logistic)")
+    return "\n".join(lines)
+
+
+def add_stats(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "stats", help="NK metric vs response statistics (as on /nk-response)"
+    )
+    p.add_argument("--dataset", default=DEMO_NAME, help="dataset name or bundle path")
+    for flag in ("--tumor-type", "--treatment", "--cohort"):
+        p.add_argument(
+            flag, nargs="+", action="extend", default=[], metavar="VALUE",
+            help="keep only these values (repeatable)",
+        )  # fmt: skip
+    p.add_argument("--timepoint", default="pre", choices=["pre", "on", "post"])
+    p.add_argument(
+        "--metric",
+        default=None,
+        help="frac_nk | nk_lymphocytes | nk_over_nk_cd8 | log2_nk_cd8 | score_* "
+        "(default: nk_lymphocytes when available)",
+    )
+    p.add_argument(
+        "--response",
+        default=None,
+        choices=["objective", "benefit", "recist", "reported"],
+        help="response definition (default: objective, or reported without RECIST)",
+    )
+    p.add_argument("--split", default="median", choices=["median", "tertile"])
+    p.add_argument("--json", action="store_true", help="print JSON (see README)")
+    p.set_defaults(func=cmd_stats)
+
+
 # ----------------------------------------------------------------------------- main
 
 #: Each entry adds one sub-command to the parser.
@@ -216,6 +339,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_add_user,
     add_import,
     add_prepare,
+    add_stats,
 ]
 
 

@@ -420,7 +420,12 @@ class PooledEffect:
 
 
 def pool_dersimonian_laird(effects, variances) -> PooledEffect:
-    """Random-effects pooling (statsmodels ``combine_effects``, ``method_re="dl"``).
+    """DerSimonian-Laird random-effects pooling with Cochran's Q and I^2.
+
+    Written out rather than taken from statsmodels: ``combine_effects(...,
+    method_re="dl")`` in statsmodels 0.15 does not truncate the between-study
+    variance at zero, so homogeneous strata (Q < k - 1) get a negative tau^2 and a
+    meaningless pooled estimate with a NaN standard error.
 
     Parameters
     ----------
@@ -430,11 +435,10 @@ def pool_dersimonian_laird(effects, variances) -> PooledEffect:
     Returns
     -------
     PooledEffect
-        Pooled estimate, normal-theory 95% CI and p, tau^2, I^2 (as a fraction in
-        [0, 1]) and Cochran's Q. Fewer than two studies: a message, no pooling.
+        Pooled estimate, normal-theory 95% CI and p, tau^2 = max(0, (Q - (k-1)) / c),
+        I^2 = max(0, (Q - (k-1)) / Q) as a fraction, and Q. Fewer than two studies:
+        a message, no pooling.
     """
-    from statsmodels.stats.meta_analysis import combine_effects
-
     effects = np.asarray(effects, dtype=float)
     variances = np.asarray(variances, dtype=float)
     k = effects.size
@@ -442,19 +446,25 @@ def pool_dersimonian_laird(effects, variances) -> PooledEffect:
         return PooledEffect(
             k, message="Fewer than two strata with an estimate: nothing to pool."
         )
-    res = combine_effects(effects, variances, method_re="dl")
-    low, high = res.conf_int(use_t=False)[1]
-    estimate, se = float(res.mean_effect_re), float(res.sd_eff_w_re)
+    w = 1 / variances
+    fixed = float((w * effects).sum() / w.sum())
+    q = float((w * (effects - fixed) ** 2).sum())
+    c = float(w.sum() - (w**2).sum() / w.sum())
+    tau2 = max(0.0, (q - (k - 1)) / c)
+    w_re = 1 / (variances + tau2)
+    estimate = float((w_re * effects).sum() / w_re.sum())
+    se = float(math.sqrt(1 / w_re.sum()))
+    i2 = max(0.0, (q - (k - 1)) / q) if q > 0 else 0.0
     return PooledEffect(
         k,
         estimate=estimate,
         se=se,
-        ci_low=float(low),
-        ci_high=float(high),
+        ci_low=estimate - Z95 * se,
+        ci_high=estimate + Z95 * se,
         p=float(2 * sps.norm.sf(abs(estimate / se))),
-        tau2=float(res.tau2),
-        i2=float(max(res.i2, 0.0)),
-        q=float(res.q),
+        tau2=tau2,
+        i2=i2,
+        q=q,
     )
 
 

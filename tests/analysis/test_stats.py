@@ -155,6 +155,26 @@ def test_dersimonian_laird_against_hand_formula():
     assert out.q == pytest.approx(q)
     assert out.ci_low == pytest.approx(pooled - 1.959963984540054 * se)
     assert out.p == pytest.approx(2 * sps.norm.sf(pooled / se))
+    # statsmodels agrees when Q > k - 1 (no truncation needed)
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    assert q > len(y) - 1
+    ref = combine_effects(y, v, method_re="dl")
+    assert out.estimate == pytest.approx(ref.mean_effect_re)
+    assert out.se == pytest.approx(ref.sd_eff_w_re)
+
+
+def test_dersimonian_laird_homogeneous_strata_truncate_tau2_at_zero():
+    # Q < k - 1: DL sets tau^2 = 0, so the pool equals the fixed-effect
+    # (inverse-variance) mean. statsmodels 0.15 combine_effects(method_re="dl")
+    # returns a negative tau^2 and a wrong estimate here; this guards against it.
+    y = np.array([0.4194, 0.4256])
+    v = np.array([0.0851, 0.1120]) ** 2
+    out = stats.pool_dersimonian_laird(y, v)
+    w = 1 / v
+    assert out.tau2 == 0 and out.i2 == 0
+    assert out.estimate == pytest.approx((w * y).sum() / w.sum())
+    assert out.se == pytest.approx(math.sqrt(1 / w.sum()))
 
 
 def test_pooling_needs_two_strata():
