@@ -50,6 +50,15 @@ def install_security(app: dash.Dash, settings: Settings) -> None:
     server.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     server.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     server.debug = False  # never the Werkzeug debugger on a shared server
+    if settings.secret_key:
+        # one key for every worker: sessions and Dash's background-job handles
+        server.secret_key = settings.secret_key
+    if server.config.get("MAX_CONTENT_LENGTH") is None:
+        # dcc.Upload checks max_size only in the browser; base64 in a JSON body
+        # is 4/3 of the file, plus room for the rest of the callback
+        server.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes * 4 // 3 + (
+            1 << 20
+        )
 
     @server.after_request
     def security_headers(response: Response) -> Response:

@@ -9,11 +9,11 @@ from dash import Input, Output, State, callback, clientside_callback, html
 
 from analysis.cohort import cohort_counts, patient_table
 from components import ids
+from components.cache import cached_panels
 from components.common import empty_state, figure_card, stat_tile
 from config import get_settings
 from data.cells import cells_per_sample
 from data.view import cohort_view
-from figures.overview import overview_panels
 
 dash.register_page(__name__, path="/", name="Cohort overview", order=0)
 
@@ -158,7 +158,8 @@ def update_overview(filter_data):
     samples_cells = samples.assign(n_cells=samples["sample_id"].map(cells).fillna(0))
     per_patient_cells = samples_cells.groupby(["cohort", "patient_id"])["n_cells"].sum()
     patients = patients.join(per_patient_cells, on=["cohort", "patient_id"])
-    panels = {panel.key: panel for panel in overview_panels(view)}
+    # shared across workers and users: the same view is built once
+    panels = {panel.key: panel for panel in cached_panels(PREFIX, view)}
     columns = [c for c in TABLE_COLUMNS if c[0] in patients.columns]
     column_defs = [{"field": field, "headerName": name} for field, name in columns]
     for definition in column_defs:
