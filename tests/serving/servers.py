@@ -15,7 +15,7 @@ import requests
 
 from tests.conftest import ROOT, free_port
 
-GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:server"]
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 90.0, **kwargs):
@@ -44,7 +44,13 @@ def stop(proc: subprocess.Popen, timeout: float = 30.0) -> None:
 
 
 @contextmanager
-def gunicorn(tmp_path: Path, workers: int = 3, prefix: str = "/", **env_extra: str):
+def gunicorn(
+    tmp_path: Path,
+    workers: int = 3,
+    prefix: str = "/",
+    target: str = "app:server",
+    **env_extra: str,
+):
     """Run ``gunicorn -c gunicorn.conf.py app:server`` on a free loopback port.
 
     Yields ``(base_url, process, log_path)``; the access log goes to ``log_path``.
@@ -65,7 +71,7 @@ def gunicorn(tmp_path: Path, workers: int = 3, prefix: str = "/", **env_extra: s
     }
     with open(tmp_path / f"gunicorn-{port}.err", "w") as err:
         proc = subprocess.Popen(
-            GUNICORN,
+            [*GUNICORN, target],
             cwd=ROOT,
             env=env,
             stdout=err,
