@@ -295,6 +295,7 @@ def _stats_text(report: dict, exclusions: str) -> str:
                 if auc["ci_low"] is not None
                 else ""
             )
+            + (f"; {auc['message']}" if auc["message"] else "")
         )
     for warning in report["notes"]:
         lines.append(f"Note: {warning}")
