@@ -24,10 +24,7 @@ def _sample_values(x, limit: int = 200_000) -> np.ndarray:
     """Up to ``limit`` stored values of a dense or sparse matrix (cheap checks)."""
     import scipy.sparse as sp
 
-    if sp.issparse(x):
-        data = x.data
-    else:
-        data = np.asarray(x).ravel()
+    data = x.data if sp.issparse(x) else np.asarray(x).ravel()
     return np.asarray(data[:limit], dtype=float)
 
 
@@ -216,7 +213,6 @@ def prepare_file(
     The input file is opened read-only and never written; ``out`` must differ from
     it and is replaced only with ``force``.
     """
-    import anndata
 
     src, out = Path(src), Path(out)
     if out.resolve() == src.resolve():
@@ -263,8 +259,11 @@ def read_h5ad_safely(path: Path | str):
     path = Path(path)
     if not path.is_file():
         raise DataError(
-            Problem(file=path.name, message="the file does not exist.", fix="check "
-                    "the path.")  # fmt: skip
+            Problem(
+                file=path.name,
+                message="the file does not exist.",
+                fix="check the path.",
+            )
         )
     try:
         return anndata.read_h5ad(path)

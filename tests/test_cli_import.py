@@ -42,9 +42,19 @@ def test_clinical_import_maps_vocabulary_units_and_percentages(
 ):
     data_dir = tmp_path / "datasets"
     out = run(
-        data_dir, capsys, "import", "clinical", "--file", str(clinical_csv),
-        "--name", "mine", "--map", CLINICAL_MAP, "--license", "CC-BY-4.0",
-    )  # fmt: skip
+        data_dir,
+        capsys,
+        "import",
+        "clinical",
+        "--file",
+        str(clinical_csv),
+        "--name",
+        "mine",
+        "--map",
+        CLINICAL_MAP,
+        "--license",
+        "CC-BY-4.0",
+    )
     bundle = load_bundle(data_dir / "mine")
     cohort = bundle.cohort.set_index("sample_id")
     assert cohort["treatment"].to_dict() == {
@@ -77,9 +87,17 @@ def test_mapping_file_and_xlsx(tmp_path, capsys):
     mapping.write_text(json.dumps(dict(p.split("=") for p in CLINICAL_MAP.split(","))))
     data_dir = tmp_path / "datasets"
     run(
-        data_dir, capsys, "import", "clinical", "--file", str(xlsx), "--name", "x",
-        "--map-file", str(mapping),
-    )  # fmt: skip
+        data_dir,
+        capsys,
+        "import",
+        "clinical",
+        "--file",
+        str(xlsx),
+        "--name",
+        "x",
+        "--map-file",
+        str(mapping),
+    )
     cohort = load_bundle(data_dir / "x").cohort
     assert cohort["frac_nk"].tolist() == pytest.approx([0.05, 0.12, 0.03, 0.08])
 
@@ -112,9 +130,21 @@ def test_failure_while_writing_leaves_data_dir_unchanged(tmp_path, monkeypatch, 
     monkeypatch.setattr("anndata.AnnData.write_h5ad", broken)
     with pytest.raises(OSError, match="disk full"):
         cli.main(
-            ["import", "h5ad", "--file", str(path), "--name", "existing", "--add",
-             "--force", "--map", "cd8_state=state", "--data-dir", str(data_dir)]
-        )  # fmt: skip
+            [
+                "import",
+                "h5ad",
+                "--file",
+                str(path),
+                "--name",
+                "existing",
+                "--add",
+                "--force",
+                "--map",
+                "cd8_state=state",
+                "--data-dir",
+                str(data_dir),
+            ]
+        )
     assert tree_hash(data_dir) == before
 
 
@@ -125,7 +155,9 @@ def test_cibersort_added_to_existing_dataset(tmp_path, capsys):
     frame = cibersort_frame(ids, underscores=True)
     path = tmp_path / "CIBERSORTx_Results.txt"
     frame.to_csv(path, sep="\t", index=False)
-    out = run(data_dir, capsys, "import", "cibersort", "--file", str(path), "--name", "mine")
+    out = run(
+        data_dir, capsys, "import", "cibersort", "--file", str(path), "--name", "mine"
+    )
     cohort = load_bundle(data_dir / "mine").cohort.set_index("sample_id")
     row = frame.set_index("Mixture").loc["B-P1-pre"]
     assert cohort.loc["B-P1-pre", "frac_nk"] == pytest.approx(
@@ -149,15 +181,20 @@ def test_expression_scores_are_mean_z_scores(tmp_path, capsys):
     rng = np.random.default_rng(3)
     samples = small_cohort()["sample_id"].tolist()
     genes = ["NCAM1", "NKG7", "GNLY", "KLRD1", "CD8A", "CD8B", "ACTB"]
-    matrix = pd.DataFrame(rng.normal(5, 2, size=(len(genes), len(samples))),
-                          index=genes, columns=samples)  # fmt: skip
+    matrix = pd.DataFrame(
+        rng.normal(5, 2, size=(len(genes), len(samples))), index=genes, columns=samples
+    )
     path = tmp_path / "expr.tsv"
     matrix.to_csv(path, sep="\t", index_label="gene_name")
-    out = run(data_dir, capsys, "import", "expression", "--file", str(path), "--name", "mine")
+    out = run(
+        data_dir, capsys, "import", "expression", "--file", str(path), "--name", "mine"
+    )
     cohort = load_bundle(data_dir / "mine").cohort.set_index("sample_id")
     nk = ["NCAM1", "NKG7", "GNLY", "KLRD1"]
     expected = stats.zscore(matrix.loc[nk].to_numpy(), axis=1, ddof=1).mean(axis=0)
-    assert cohort.loc[samples, "score_NK_signature"].to_numpy() == pytest.approx(expected)
+    assert cohort.loc[samples, "score_NK_signature"].to_numpy() == pytest.approx(
+        expected
+    )
     cd8 = stats.zscore(matrix.loc[["CD8A", "CD8B"]].to_numpy(), axis=1, ddof=1).mean(0)
     assert cohort.loc[samples, "score_CD8_signature"].to_numpy() == pytest.approx(cd8)
     assert "missing or constant: FCGR3A, NCR1, KLRF1, PRF1" in out
@@ -174,10 +211,19 @@ def test_h5ad_all_immune_cells(tmp_path, capsys):
     path = tmp_path / "immune.h5ad"
     adata.write_h5ad(path)
     out = run(
-        data_dir, capsys, "import", "h5ad", "--file", str(path), "--name", "sc",
-        "--map", "cd8_state=state,response=response,treatment=therapy",
-        "--set", "tumor_type=melanoma",
-    )  # fmt: skip
+        data_dir,
+        capsys,
+        "import",
+        "h5ad",
+        "--file",
+        str(path),
+        "--name",
+        "sc",
+        "--map",
+        "cd8_state=state,response=response,treatment=therapy",
+        "--set",
+        "tumor_type=melanoma",
+    )
     bundle = load_bundle(data_dir / "sc")
     obs = adata.obs
     cohort = bundle.cohort.set_index("sample_id")
@@ -189,7 +235,9 @@ def test_h5ad_all_immune_cells(tmp_path, capsys):
         assert cohort.loc[patient, "frac_cd8"] == pytest.approx(
             (cells["cell_type"] == "CD8 T cells").mean()
         )
-    assert cohort.loc["Pt1", "response"] == "R" and cohort.loc["Pt2", "response"] == "NR"
+    assert (
+        cohort.loc["Pt1", "response"] == "R" and cohort.loc["Pt2", "response"] == "NR"
+    )
     assert bundle.n_cells == int((obs["cell_type"] == "CD8 T cells").sum())
     assert "treated as all immune cells" in out
     assert not [p for p in validate_bundle(data_dir / "sc") if p.severity == "error"]
@@ -200,9 +248,19 @@ def test_h5ad_ensembl_ids_mapped_with_symbol_column(tmp_path, capsys):
     path = tmp_path / "ens.h5ad"
     make_adata(ensembl=True, symbol_column=True).write_h5ad(path)
     out = run(
-        data_dir, capsys, "import", "h5ad", "--file", str(path), "--name", "sc",
-        "--map", "cd8_state=state", "--set", "tumor_type=melanoma,treatment=anti-PD-1",
-    )  # fmt: skip
+        data_dir,
+        capsys,
+        "import",
+        "h5ad",
+        "--file",
+        str(path),
+        "--name",
+        "sc",
+        "--map",
+        "cd8_state=state",
+        "--set",
+        "tumor_type=melanoma,treatment=anti-PD-1",
+    )
     assert "Ensembl ids mapped to symbols from var['gene_symbols']" in out
     import anndata
 
@@ -217,9 +275,18 @@ def test_h5ad_raw_counts_prepared_on_import(tmp_path, capsys):
     adata.write_h5ad(path)
     before = path.read_bytes()
     out = run(
-        data_dir, capsys, "import", "h5ad", "--file", str(path), "--name", "sc",
-        "--prepare", "--set", "tumor_type=melanoma,treatment=nivolumab",
-    )  # fmt: skip
+        data_dir,
+        capsys,
+        "import",
+        "h5ad",
+        "--file",
+        str(path),
+        "--name",
+        "sc",
+        "--prepare",
+        "--set",
+        "tumor_type=melanoma,treatment=nivolumab",
+    )
     assert path.read_bytes() == before  # the input is never modified
     assert "raw counts detected" in out and "UMAP computed" in out
     assert "Leiden clusters" in out

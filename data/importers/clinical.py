@@ -31,38 +31,74 @@ TARGETS = schema.REQUIRED_COLUMNS + schema.OPTIONAL_COLUMNS
 ALIASES: dict[str, tuple[str, ...]] = {
     "sample_id": ("sample_id", "sample", "sampleid", "sample_name", "mixture", "id"),
     "patient_id": (
-        "patient_id", "patientid", "patient", "subject_id", "subject", "donor_id",
-        "donor", "case_id", "individual",
+        "patient_id",
+        "patientid",
+        "patient",
+        "subject_id",
+        "subject",
+        "donor_id",
+        "donor",
+        "case_id",
+        "individual",
     ),
     "cohort": ("cohort", "study", "dataset", "trial"),
     "tumor_type": (
-        "tumor_type", "tumour_type", "cancer_type", "cancer", "tumor", "disease",
-        "indication", "histology",
+        "tumor_type",
+        "tumour_type",
+        "cancer_type",
+        "cancer",
+        "tumor",
+        "disease",
+        "indication",
+        "histology",
     ),
     "treatment": (
-        "treatmentid", "drug", "agent", "treatment", "therapy", "regimen",
+        "treatmentid",
+        "drug",
+        "agent",
+        "treatment",
+        "therapy",
+        "regimen",
         "treatment_class",
     ),
     "timepoint": ("timepoint", "time_point", "biopsy_time", "pre_post", "biopsy"),
     "recist": ("recist", "bor", "best_overall_response", "best_response"),
     "response": (
-        "response", "responder", "bor_binary", "respond", "response_binary",
-        "clinical_benefit", "condition",
+        "response",
+        "responder",
+        "bor_binary",
+        "respond",
+        "response_binary",
+        "clinical_benefit",
+        "condition",
     ),
     "os_months": (
-        "os_months", "os_time", "os", "survival_time_os", "os_days", "os_years",
+        "os_months",
+        "os_time",
+        "os",
+        "survival_time_os",
+        "os_days",
+        "os_years",
         "overall_survival",
     ),
     "os_event": (
-        "os_event", "os_status", "event_occurred_os", "os_censor", "vital_status",
+        "os_event",
+        "os_status",
+        "event_occurred_os",
+        "os_censor",
+        "vital_status",
         "dead",
     ),
     "pfs_months": (
-        "pfs_months", "pfs_time", "pfs", "survival_time_pfs", "pfs_days",
+        "pfs_months",
+        "pfs_time",
+        "pfs",
+        "survival_time_pfs",
+        "pfs_days",
         "pfs_years",
     ),
     "pfs_event": ("pfs_event", "pfs_status", "event_occurred_pfs", "pfs_censor"),
-}  # fmt: skip
+}
 #: Targets whose aliases are combined as fallbacks (first non-empty wins).
 FALLBACK_TARGETS = ("treatment",)
 UNIT_COLUMNS = ("survival_unit", "time_unit", "survival_units", "unit")
@@ -71,7 +107,9 @@ UNIT_COLUMNS = ("survival_unit", "time_unit", "survival_units", "unit")
 # ---------------------------------------------------------------------- mapping
 
 
-def parse_mapping(items: Iterable[str] | None, *, file: str = "--map") -> dict[str, str]:
+def parse_mapping(
+    items: Iterable[str] | None, *, file: str = "--map"
+) -> dict[str, str]:
     """``["sample_id=patientid", "os_months=OS_days,os_event=OS_status"]`` -> dict.
 
     Items may hold several comma-separated pairs. Targets are checked against the
@@ -112,8 +150,7 @@ def check_target(target: str, *, file: str) -> str:
         Problem(
             file=file,
             message=f"`{target}` is not a bundle column.",
-            fix=f"map to one of {', '.join(TARGETS)}, frac_<cells> or "
-            "score_<name>.",
+            fix=f"map to one of {', '.join(TARGETS)}, frac_<cells> or score_<name>.",
         )
     )
 
@@ -154,7 +191,10 @@ def read_mapping_file(path: Path | str) -> dict[str, str]:
     items = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
-        if not line or line.lower().replace(" ", "") in {"target,source", "target=source"}:
+        if not line or line.lower().replace(" ", "") in {
+            "target,source",
+            "target=source",
+        }:
             continue
         if "=" not in line and line.count(",") == 1:
             line = line.replace(",", "=")
@@ -175,7 +215,9 @@ def guess_mapping(columns: Iterable[str]) -> dict[str, str]:
     """Usual source names -> bundle columns (``a|b`` where fallbacks apply)."""
     by_key: dict[str, str] = {}
     for column in columns:
-        by_key.setdefault(vocab.squash(column).replace("(", "").replace(")", ""), column)
+        by_key.setdefault(
+            vocab.squash(column).replace("(", "").replace(")", ""), column
+        )
     guessed: dict[str, str] = {}
     used: set[str] = set()
     for target, aliases in ALIASES.items():
@@ -433,19 +475,29 @@ def build_cohort(
         )
         report.notes += notes
 
-    unit_column = next((c for c in raw.columns if vocab.squash(c) in
-                        {vocab.squash(u) for u in UNIT_COLUMNS}), None)  # fmt: skip
+    unit_column = next(
+        (
+            c
+            for c in raw.columns
+            if vocab.squash(c) in {vocab.squash(u) for u in UNIT_COLUMNS}
+        ),
+        None,
+    )
     for time_col, event_col in (("os_months", "os_event"), ("pfs_months", "pfs_event")):
         if time_col in out:
             unit: str | pd.Series | None = time_unit
             if unit is None and unit_column and not vocab.unit_from_name(src(time_col)):
-                unit = raw[unit_column].where(~vocab.is_missing(raw[unit_column]),
-                                              "months")  # fmt: skip
+                unit = raw[unit_column].where(
+                    ~vocab.is_missing(raw[unit_column]), "months"
+                )
                 unit.name = unit_column
             out[time_col], notes = vocab.survival_to_months(
-                out[time_col], file=file, source=src(time_col), column=time_col,
+                out[time_col],
+                file=file,
+                source=src(time_col),
+                column=time_col,
                 unit=unit,
-            )  # fmt: skip
+            )
             report.notes += notes
         if event_col in out:
             out[event_col], notes = vocab.normalize_events(
@@ -461,7 +513,9 @@ def build_cohort(
     fractions = [c for c in out.columns if c.startswith(schema.FRACTION_PREFIX)]
     for column in fractions + [c for c in out if c.startswith(schema.SCORE_PREFIX)]:
         out[column] = vocab.to_numbers(out[column], file=file, source=src(column))
-    out, notes = vocab.fractions_from_percent(out, fractions, file=file, sources=sources)
+    out, notes = vocab.fractions_from_percent(
+        out, fractions, file=file, sources=sources
+    )
     report.notes += notes
     for column in schema.REQUIRED_FRACTIONS:
         if column not in out:

@@ -103,8 +103,11 @@ def run_import(args: argparse.Namespace, data_dir: Path) -> int:
         mapping = dict(clinical.parse_mapping(args.map))
         cohort, cells, found = import_h5ad(
             source,
-            mapping=mapping if base is None else {
-                k: v for k, v in mapping.items()
+            mapping=mapping
+            if base is None
+            else {
+                k: v
+                for k, v in mapping.items()
                 if k in ("patient_id", "sample_id", "cell_type", "cd8_state")
             },
             constants=clinical.parse_constants(args.set),
@@ -113,7 +116,7 @@ def run_import(args: argparse.Namespace, data_dir: Path) -> int:
             cohort=base,
             prepare=args.prepare,
             progress=print,
-        )  # fmt: skip
+        )
         report.extend(found)
     base_meta = store.existing_meta(data_dir, name) if adding else None
     meta = store.make_meta(

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data import schema
 from data.errors import DataError, Problem
 from data.importers import vocab
 from data.importers.clinical import finish_cohort, score_column_name, score_sources
@@ -117,9 +116,7 @@ def _join(
     return out
 
 
-def _numeric_block(
-    raw: pd.DataFrame, columns: list[str], *, file: str
-) -> pd.DataFrame:
+def _numeric_block(raw: pd.DataFrame, columns: list[str], *, file: str) -> pd.DataFrame:
     return pd.DataFrame(
         {c: vocab.to_numbers(raw[c], file=file, source=c) for c in columns},
         index=raw.index,
@@ -193,8 +190,7 @@ def cibersort_fractions(
             )
         )
     report.notes.append(
-        f"CIBERSORT: sample ids from `{id_column}`; {len(found)} LM22 cell types "
-        "found."
+        f"CIBERSORT: sample ids from `{id_column}`; {len(found)} LM22 cell types found."
     )
     cells = _numeric_block(raw, [found[n] for n in LM22 if n in found], file=file)
     negative = (cells < 0).any(axis=1)
@@ -211,7 +207,7 @@ def cibersort_fractions(
         )
     absolute = any("absolute" in vocab.squash(c) for c in raw.columns)
     totals = cells.sum(axis=1)
-    if absolute or (totals > 1.05).any() and not (totals > 101).any():
+    if absolute or ((totals > 1.05).any() and not (totals > 101).any()):
         percent = bool(((totals - 100).abs() < 2).all())
         cells = cells.div(totals.where(totals > 0), axis=0)
         report.notes.append(

@@ -38,9 +38,7 @@ def read_bytes(path: Path) -> bytes:
         ) from None
     except OSError as err:
         raise DataError(
-            Problem(
-                file=Path(path).name, message=f"cannot be read ({err.strerror})."
-            )
+            Problem(file=Path(path).name, message=f"cannot be read ({err.strerror}).")
         ) from None
 
 

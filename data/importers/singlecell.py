@@ -27,16 +27,37 @@ from data.prepare import looks_like_raw_counts, prepare_cells, read_h5ad_safely
 NK_LABEL = r"(?i)(?:\bNK\b(?![ -]?T\b)|natural killer)"
 CD8_LABEL = r"(?i)CD8"
 SYMBOL_COLUMNS = (
-    "gene_symbols", "gene_symbol", "symbol", "symbols", "gene_name", "gene_names",
-    "feature_name", "gene_short_name", "name", "hgnc_symbol",
-)  # fmt: skip
+    "gene_symbols",
+    "gene_symbol",
+    "symbol",
+    "symbols",
+    "gene_name",
+    "gene_names",
+    "feature_name",
+    "gene_short_name",
+    "name",
+    "hgnc_symbol",
+)
 OBS_ALIASES = {
-    "patient_id": ("patient_id", "patient", "donor_id", "donor", "individual",
-                   "subject", "subject_id"),
+    "patient_id": (
+        "patient_id",
+        "patient",
+        "donor_id",
+        "donor",
+        "individual",
+        "subject",
+        "subject_id",
+    ),
     "sample_id": ("sample_id", "sample", "biosample", "library"),
-    "cell_type": ("cell_type", "celltype", "cell_types", "celltypes", "annotation",
-                  "cell_ontology_class"),
-}  # fmt: skip
+    "cell_type": (
+        "cell_type",
+        "celltype",
+        "cell_types",
+        "celltypes",
+        "annotation",
+        "cell_ontology_class",
+    ),
+}
 
 
 def _guess_obs(obs: pd.DataFrame, target: str) -> str | None:
@@ -69,9 +90,7 @@ def symbols_for(adata, *, file: str, report: ImportReport):
     symbols = out.var[column].astype(str).where(out.var[column].notna(), names)
     out.var_names = pd.Index(symbols.to_numpy())
     out.var_names_make_unique()
-    report.notes.append(
-        f"genes: Ensembl ids mapped to symbols from var['{column}']."
-    )
+    report.notes.append(f"genes: Ensembl ids mapped to symbols from var['{column}'].")
     return out
 
 
@@ -115,8 +134,9 @@ def import_h5ad(
     adata = read_h5ad_safely(path)
     obs = adata.obs
     if adata.n_obs == 0:
-        raise DataError(Problem(file=file, message="has no cells.", fix="check the "
-                                "export."))  # fmt: skip
+        raise DataError(
+            Problem(file=file, message="has no cells.", fix="check the export.")
+        )
     for target in ("patient_id", "sample_id", "cell_type"):
         if target not in mapping:
             guess = _guess_obs(obs, target)
@@ -219,20 +239,18 @@ def import_h5ad(
                 )
             )
         total = sample.value_counts()
-        fractions["frac_nk"] = (
-            sample[nk_mask.to_numpy()].value_counts().reindex(fractions.index)
-            .fillna(0) / total.reindex(fractions.index)
-        )  # fmt: skip
-        fractions["frac_cd8"] = (
-            sample[cd8_mask.to_numpy()].value_counts().reindex(fractions.index)
-            .fillna(0) / total.reindex(fractions.index)
-        )  # fmt: skip
+        fractions["frac_nk"] = sample[nk_mask.to_numpy()].value_counts().reindex(
+            fractions.index
+        ).fillna(0) / total.reindex(fractions.index)
+        fractions["frac_cd8"] = sample[cd8_mask.to_numpy()].value_counts().reindex(
+            fractions.index
+        ).fillna(0) / total.reindex(fractions.index)
         nk_types = sorted(pd.unique(labels[nk_mask]))
         cd8_types = sorted(pd.unique(labels[cd8_mask]))
         report.notes.append(
-            f"frac_nk = cells labelled {', '.join(nk_types) or '(none)'} / all cells of "
-            f"the sample; frac_cd8 = cells labelled {', '.join(cd8_types)} / all cells "
-            f"(obs.{type_column}; all cells in the file are taken as immune cells)."
+            f"frac_nk = cells labelled {', '.join(nk_types) or '(none)'} / all cells "
+            f"of the sample; frac_cd8 = cells labelled {', '.join(cd8_types)} / all "
+            f"cells (obs.{type_column}; every cell in the file counts as immune)."
         )
         keep = cd8_mask.to_numpy()
     else:
@@ -353,7 +371,9 @@ def import_h5ad(
         )
         report.notes += [n for n in clinical_report.notes if "not used" not in n]
         report.warnings += [
-            w for w in clinical_report.warnings if w.column not in schema.REQUIRED_FRACTIONS
+            w
+            for w in clinical_report.warnings
+            if w.column not in schema.REQUIRED_FRACTIONS
         ]
         base = built
     else:
@@ -375,7 +395,9 @@ def import_h5ad(
         for column in ("frac_nk", "frac_cd8"):
             base[column] = aligned[column].to_numpy()
     base, checked = finish_cohort(base, file=file)
-    report.warnings += [
-        w for w in checked.warnings if w.column not in schema.REQUIRED_FRACTIONS
-    ] if cells == "cd8" else checked.warnings
+    report.warnings += (
+        [w for w in checked.warnings if w.column not in schema.REQUIRED_FRACTIONS]
+        if cells == "cd8"
+        else checked.warnings
+    )
     return base, cd8, report

@@ -25,16 +25,49 @@ ROW_OFFSET = 2  # data row i (0-based) is spreadsheet row i + 2 (header is row 1
 MISSING = frozenset({"", "na", "n/a", "nan", "none", "null", "unknown", "nd", "-", "."})
 
 # Drug (or drug-class) names -> checkpoint target. Lower-case, hyphens/spaces removed.
-_PD1 = (
-    "pembrolizumab keytruda nivolumab opdivo cemiplimab libtayo dostarlimab "
-    "toripalimab tislelizumab sintilimab camrelizumab spartalizumab retifanlimab "
-    "mk3475 bms936558 pd1 antipd1 pd1inhibitor antipd1antibody"
-).split()
-_PDL1 = (
-    "atezolizumab tecentriq durvalumab imfinzi avelumab bavencio envafolimab "
-    "mpdl3280a medi4736 pdl1 antipdl1 pdl1inhibitor"
-).split()
-_CTLA4 = "ipilimumab yervoy tremelimumab ctla4 antictla4 ctla4inhibitor".split()
+_PD1 = [
+    "pembrolizumab",
+    "keytruda",
+    "nivolumab",
+    "opdivo",
+    "cemiplimab",
+    "libtayo",
+    "dostarlimab",
+    "toripalimab",
+    "tislelizumab",
+    "sintilimab",
+    "camrelizumab",
+    "spartalizumab",
+    "retifanlimab",
+    "mk3475",
+    "bms936558",
+    "pd1",
+    "antipd1",
+    "pd1inhibitor",
+    "antipd1antibody",
+]
+_PDL1 = [
+    "atezolizumab",
+    "tecentriq",
+    "durvalumab",
+    "imfinzi",
+    "avelumab",
+    "bavencio",
+    "envafolimab",
+    "mpdl3280a",
+    "medi4736",
+    "pdl1",
+    "antipdl1",
+    "pdl1inhibitor",
+]
+_CTLA4 = [
+    "ipilimumab",
+    "yervoy",
+    "tremelimumab",
+    "ctla4",
+    "antictla4",
+    "ctla4inhibitor",
+]
 DRUG_TARGETS: dict[str, str] = (
     {d: "PD-1" for d in _PD1}
     | {d: "PD-L1" for d in _PDL1}
@@ -201,8 +234,11 @@ def classify_treatment(value: str) -> tuple[str | None, str | None]:
         return "other", AMBIGUOUS_CLASSES[key]
     if key in {squash(t) for t in schema.TREATMENTS}:
         return next(t for t in schema.TREATMENTS if squash(t) == key), None
-    parts = [squash(p) for p in re.split(r"\s*(?:\+|/|,|;|:|&|\band\b|\bwith\b)\s*",
-                                          text.lower()) if squash(p)]  # fmt: skip
+    parts = [
+        squash(p)
+        for p in re.split(r"\s*(?:\+|/|,|;|:|&|\band\b|\bwith\b)\s*", text.lower())
+        if squash(p)
+    ]
     targets = set()
     for part in parts:
         target = DRUG_TARGETS.get(part) or DRUG_TARGETS.get(part.removeprefix("anti"))
@@ -362,7 +398,9 @@ def normalize_response(
     }
     notes = []
     if changed:
-        notes.append(f"response: {_describe({k: v or 'unknown' for k, v in changed.items()})}.")  # noqa: E501
+        notes.append(
+            f"response: {_describe({k: v or 'unknown' for k, v in changed.items()})}."
+        )
     if from_recist.any():
         notes.append(
             "response: RECIST values converted as objective response (CR/PR -> R, "
@@ -457,11 +495,8 @@ def normalize_events(
         )
     raw = values.astype(str)
     words = {v for v in pd.unique(raw[~missing]) if v.strip() not in {"0", "1"}}
-    notes = (
-        [f"{column}: {_describe({v: str(int(EVENT_SYNONYMS[squash_event(v)])) for v in words})}."]  # noqa: E501
-        if words
-        else []
-    )
+    codes = {v: str(int(EVENT_SYNONYMS[squash_event(v)])) for v in words}
+    notes = [f"{column}: {_describe(codes)}."] if codes else []
     return out.astype(float), notes
 
 
@@ -472,7 +507,16 @@ def squash_event(value: str) -> str:
 def unit_from_name(name: str) -> str | None:
     """A time unit named in a column name (``OS_days`` -> ``days``), else None."""
     for token in re.split(r"[^a-z]+", name.lower()):
-        if token in {"day", "days", "week", "weeks", "month", "months", "year", "years"}:
+        if token in {
+            "day",
+            "days",
+            "week",
+            "weeks",
+            "month",
+            "months",
+            "year",
+            "years",
+        }:
             return token
         if token in {"mo", "mos", "mths"}:
             return "months"

@@ -72,7 +72,9 @@ def make_adata(
     )
     if cell_types is not None:
         obs["cell_type"] = [cell_types[i % len(cell_types)] for i in range(n_cells)]
-    var_names = [f"ENSG{100000 + i:011d}" for i in range(len(GENES))] if ensembl else GENES
+    var_names = (
+        [f"ENSG{100000 + i:011d}" for i in range(len(GENES))] if ensembl else GENES
+    )
     var = pd.DataFrame(index=var_names)
     if symbol_column:
         var["gene_symbols"] = GENES
@@ -83,14 +85,29 @@ def make_adata(
 
 
 LM22 = [
-    "B cells naive", "B cells memory", "Plasma cells", "T cells CD8",
-    "T cells CD4 naive", "T cells CD4 memory resting", "T cells CD4 memory activated",
-    "T cells follicular helper", "T cells regulatory (Tregs)", "T cells gamma delta",
-    "NK cells resting", "NK cells activated", "Monocytes", "Macrophages M0",
-    "Macrophages M1", "Macrophages M2", "Dendritic cells resting",
-    "Dendritic cells activated", "Mast cells resting", "Mast cells activated",
-    "Eosinophils", "Neutrophils",
-]  # fmt: skip
+    "B cells naive",
+    "B cells memory",
+    "Plasma cells",
+    "T cells CD8",
+    "T cells CD4 naive",
+    "T cells CD4 memory resting",
+    "T cells CD4 memory activated",
+    "T cells follicular helper",
+    "T cells regulatory (Tregs)",
+    "T cells gamma delta",
+    "NK cells resting",
+    "NK cells activated",
+    "Monocytes",
+    "Macrophages M0",
+    "Macrophages M1",
+    "Macrophages M2",
+    "Dendritic cells resting",
+    "Dendritic cells activated",
+    "Mast cells resting",
+    "Mast cells activated",
+    "Eosinophils",
+    "Neutrophils",
+]
 
 
 def cibersort_frame(ids: list[str], *, seed: int = 1, underscores: bool = False):

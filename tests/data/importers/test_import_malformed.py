@@ -47,9 +47,18 @@ def clinical(tmp_path, content, name="clinical.csv") -> str:
 
 def import_clinical(data_dir, capsys, path, *extra) -> str:
     return fails(
-        data_dir, capsys, "import", "clinical", "--file", path, "--name", "new",
-        "--map", CLINICAL_MAP, *extra,
-    )  # fmt: skip
+        data_dir,
+        capsys,
+        "import",
+        "clinical",
+        "--file",
+        path,
+        "--name",
+        "new",
+        "--map",
+        CLINICAL_MAP,
+        *extra,
+    )
 
 
 # ---------------------------------------------------------------- text tables
@@ -86,7 +95,10 @@ def test_wrong_delimiter(tmp_path, data_dir, capsys):
 
 def test_decimal_commas(tmp_path, data_dir, capsys):
     text = clinical_text(
-        ["P1;melanoma;Nivolumab;CR;300;0;0,05;0,3", "P2;melanoma;Nivolumab;PD;1;1;0,1;0,2"],
+        [
+            "P1;melanoma;Nivolumab;CR;300;0;0,05;0,3",
+            "P2;melanoma;Nivolumab;PD;1;1;0,1;0,2",
+        ],
         header=CLINICAL_HEADER.replace(",", ";"),
     )
     err = import_clinical(data_dir, capsys, clinical(tmp_path, text))
@@ -100,13 +112,17 @@ def test_header_without_rows(tmp_path, data_dir, capsys):
 
 def test_duplicated_column_names(tmp_path, data_dir, capsys):
     header = CLINICAL_HEADER.replace("CD8_pct", "NK_pct")
-    err = import_clinical(data_dir, capsys, clinical(tmp_path, clinical_text(header=header)))
+    err = import_clinical(
+        data_dir, capsys, clinical(tmp_path, clinical_text(header=header))
+    )
     assert "`NK_pct`" in err and "2 times" in err and "row 1" in err
 
 
 def test_mapped_column_missing(tmp_path, data_dir, capsys):
     header = CLINICAL_HEADER.replace("BOR", "best_response")
-    err = import_clinical(data_dir, capsys, clinical(tmp_path, clinical_text(header=header)))
+    err = import_clinical(
+        data_dir, capsys, clinical(tmp_path, clinical_text(header=header))
+    )
     assert "`BOR`" in err and "`recist`" in err and "best_response" in err
 
 
@@ -137,13 +153,21 @@ def test_infinite_fraction(tmp_path, data_dir, capsys):
 
 
 def test_negative_fraction(tmp_path, data_dir, capsys):
-    rows = ["P1,melanoma,Nivolumab,CR,300,0,-0.05,0.3", "P2,melanoma,Nivolumab,PD,1,1,0.1,0.2"]
+    rows = [
+        "P1,melanoma,Nivolumab,CR,300,0,-0.05,0.3",
+        "P2,melanoma,Nivolumab,PD,1,1,0.1,0.2",
+    ]
     err = import_clinical(data_dir, capsys, clinical(tmp_path, clinical_text(rows)))
-    assert "NK_pct" in err and "row 2" in err and "out of range" in err and "[0, 1]" in err
+    assert (
+        "NK_pct" in err and "row 2" in err and "out of range" in err and "[0, 1]" in err
+    )
 
 
 def test_fraction_above_100(tmp_path, data_dir, capsys):
-    rows = ["P1,melanoma,Nivolumab,CR,300,0,150,30", "P2,melanoma,Nivolumab,PD,1,1,10,20"]
+    rows = [
+        "P1,melanoma,Nivolumab,CR,300,0,150,30",
+        "P2,melanoma,Nivolumab,PD,1,1,10,20",
+    ]
     err = import_clinical(data_dir, capsys, clinical(tmp_path, clinical_text(rows)))
     assert "`NK_pct`" in err and "row 2:" in err and "above 100" in err
 
@@ -157,30 +181,68 @@ def test_percentages_mixed_with_fractions(tmp_path, data_dir, capsys):
 
 
 def test_unknown_response_value(tmp_path, data_dir, capsys):
-    path = clinical(tmp_path, "id,cancer,drug,resp\nA,RCC,nivolumab,R\nB,RCC,nivolumab,maybe\n")
+    path = clinical(
+        tmp_path, "id,cancer,drug,resp\nA,RCC,nivolumab,R\nB,RCC,nivolumab,maybe\n"
+    )
     err = fails(
-        data_dir, capsys, "import", "clinical", "--file", path, "--name", "x",
-        "--map", "tumor_type=cancer,response=resp",
-    )  # fmt: skip
-    assert "`resp`" in err and "row 3" in err and "`maybe`" in err and "R (responder)" in err
+        data_dir,
+        capsys,
+        "import",
+        "clinical",
+        "--file",
+        path,
+        "--name",
+        "x",
+        "--map",
+        "tumor_type=cancer,response=resp",
+    )
+    assert (
+        "`resp`" in err
+        and "row 3" in err
+        and "`maybe`" in err
+        and "R (responder)" in err
+    )
 
 
 def test_recist_column_holding_responder_status(tmp_path, data_dir, capsys):
-    path = clinical(tmp_path, "id,cancer,drug,bor\nA,RCC,nivolumab,R\nB,RCC,nivolumab,NR\n")
+    path = clinical(
+        tmp_path, "id,cancer,drug,bor\nA,RCC,nivolumab,R\nB,RCC,nivolumab,NR\n"
+    )
     err = fails(
-        data_dir, capsys, "import", "clinical", "--file", path, "--name", "x",
-        "--map", "tumor_type=cancer,recist=bor",
-    )  # fmt: skip
+        data_dir,
+        capsys,
+        "import",
+        "clinical",
+        "--file",
+        path,
+        "--name",
+        "x",
+        "--map",
+        "tumor_type=cancer,recist=bor",
+    )
     assert "`bor`" in err and "rows 2, 3" in err and "--map response=bor" in err
 
 
 def test_unknown_treatment(tmp_path, data_dir, capsys):
     path = clinical(tmp_path, "id,cancer,drug\nA,RCC,nivolumab\nB,RCC,chemotherapy\n")
     err = fails(
-        data_dir, capsys, "import", "clinical", "--file", path, "--name", "x",
-        "--map", "tumor_type=cancer,treatment=drug",
-    )  # fmt: skip
-    assert "`drug`" in err and "row 3" in err and "`chemotherapy`" in err and "--set" in err
+        data_dir,
+        capsys,
+        "import",
+        "clinical",
+        "--file",
+        path,
+        "--name",
+        "x",
+        "--map",
+        "tumor_type=cancer,treatment=drug",
+    )
+    assert (
+        "`drug`" in err
+        and "row 3" in err
+        and "`chemotherapy`" in err
+        and "--set" in err
+    )
 
 
 def test_negative_survival(tmp_path, data_dir, capsys):
@@ -199,17 +261,33 @@ def test_unknown_event_code(tmp_path, data_dir, capsys):
 
 def test_bad_mapping_syntax(tmp_path, data_dir, capsys):
     err = fails(
-        data_dir, capsys, "import", "clinical", "--file", clinical(tmp_path, clinical_text()),
-        "--name", "x", "--map", "sample_id",
-    )  # fmt: skip
+        data_dir,
+        capsys,
+        "import",
+        "clinical",
+        "--file",
+        clinical(tmp_path, clinical_text()),
+        "--name",
+        "x",
+        "--map",
+        "sample_id",
+    )
     assert "target=source" in err
 
 
 def test_mapping_to_unknown_bundle_column(tmp_path, data_dir, capsys):
     err = fails(
-        data_dir, capsys, "import", "clinical", "--file", clinical(tmp_path, clinical_text()),
-        "--name", "x", "--map", "age=patient",
-    )  # fmt: skip
+        data_dir,
+        capsys,
+        "import",
+        "clinical",
+        "--file",
+        clinical(tmp_path, clinical_text()),
+        "--name",
+        "x",
+        "--map",
+        "age=patient",
+    )
     assert "`age` is not a bundle column" in err
 
 
@@ -223,18 +301,34 @@ def test_missing_file(tmp_path, data_dir, capsys):
 )
 def test_hostile_dataset_names(tmp_path, data_dir, capsys, name):
     err = fails(
-        data_dir, capsys, "import", "clinical", "--file", clinical(tmp_path, clinical_text()),
-        "--name", name, "--map", CLINICAL_MAP,
-    )  # fmt: skip
+        data_dir,
+        capsys,
+        "import",
+        "clinical",
+        "--file",
+        clinical(tmp_path, clinical_text()),
+        "--name",
+        name,
+        "--map",
+        CLINICAL_MAP,
+    )
     assert "not a valid dataset name" in err
     assert not (tmp_path / "etc").exists()
 
 
 def test_existing_dataset_needs_force(tmp_path, data_dir, capsys):
     err = fails(
-        data_dir, capsys, "import", "clinical", "--file", clinical(tmp_path, clinical_text()),
-        "--name", "existing", "--map", CLINICAL_MAP,
-    )  # fmt: skip
+        data_dir,
+        capsys,
+        "import",
+        "clinical",
+        "--file",
+        clinical(tmp_path, clinical_text()),
+        "--name",
+        "existing",
+        "--map",
+        CLINICAL_MAP,
+    )
     assert "already exists" in err and "--force" in err
 
 
@@ -275,7 +369,9 @@ def test_cibersort_file_is_not_cibersort(tmp_path, data_dir, capsys):
 
 def test_cibersort_into_missing_dataset(tmp_path, data_dir, capsys):
     path = _cibersort(tmp_path, cibersort_frame(["A-P1-pre"]))
-    err = fails(data_dir, capsys, "import", "cibersort", "--file", path, "--name", "nope")
+    err = fails(
+        data_dir, capsys, "import", "cibersort", "--file", path, "--name", "nope"
+    )
     assert "no dataset `nope`" in err and "--clinical" in err
 
 
@@ -283,9 +379,15 @@ def test_cibersort_negative_fraction(tmp_path, data_dir, capsys):
     frame = cibersort_frame(["A-P1-pre", "A-P2-pre"])
     frame.loc[1, "T cells CD8"] = -0.2
     err = fails(
-        data_dir, capsys, "import", "cibersort", "--file", _cibersort(tmp_path, frame),
-        "--name", "existing",
-    )  # fmt: skip
+        data_dir,
+        capsys,
+        "import",
+        "cibersort",
+        "--file",
+        _cibersort(tmp_path, frame),
+        "--name",
+        "existing",
+    )
     assert "T cells CD8" in err and "row 3" in err and "negative" in err
 
 
@@ -298,15 +400,21 @@ def test_expression_with_ensembl_ids(tmp_path, data_dir, capsys):
         "gene,A-P1-pre,A-P2-pre,A-P3-pre\nENSG00000153563,1,2,3\nENSG00000172116,2,3,1\n",
         "expr.csv",
     )
-    err = fails(data_dir, capsys, "import", "expression", "--file", path, "--name", "existing")
+    err = fails(
+        data_dir, capsys, "import", "expression", "--file", path, "--name", "existing"
+    )
     assert "expr.csv" in err and "Ensembl" in err and "gene_name" in err
 
 
 def test_expression_non_numeric(tmp_path, data_dir, capsys):
     path = clinical(
-        tmp_path, "gene,A-P1-pre,A-P2-pre,A-P3-pre\nCD8A,1,2,3\nNKG7,2,high,1\n", "expr.csv"
+        tmp_path,
+        "gene,A-P1-pre,A-P2-pre,A-P3-pre\nCD8A,1,2,3\nNKG7,2,high,1\n",
+        "expr.csv",
     )
-    err = fails(data_dir, capsys, "import", "expression", "--file", path, "--name", "existing")
+    err = fails(
+        data_dir, capsys, "import", "expression", "--file", path, "--name", "existing"
+    )
     assert "`A-P2-pre`" in err and "row 3" in err and "`high`" in err
 
 
@@ -323,36 +431,71 @@ def test_h5ad_without_patient_column(tmp_path, data_dir, capsys):
     adata = make_adata()
     adata.obs = adata.obs.rename(columns={"patient": "who"})
     err = fails(
-        data_dir, capsys, "import", "h5ad", "--file", _h5ad(tmp_path, adata), "--name",
-        "sc", "--set", "tumor_type=melanoma",
-    )  # fmt: skip
+        data_dir,
+        capsys,
+        "import",
+        "h5ad",
+        "--file",
+        _h5ad(tmp_path, adata),
+        "--name",
+        "sc",
+        "--set",
+        "tumor_type=melanoma",
+    )
     assert "cells.h5ad" in err and "obs.patient_id" in err and "`who`" in err
 
 
 def test_h5ad_with_ensembl_ids_and_no_symbols(tmp_path, data_dir, capsys):
     err = fails(
-        data_dir, capsys, "import", "h5ad", "--file",
-        _h5ad(tmp_path, make_adata(ensembl=True)), "--name", "sc",
-        "--map", "cd8_state=state", "--set", "tumor_type=melanoma",
-    )  # fmt: skip
+        data_dir,
+        capsys,
+        "import",
+        "h5ad",
+        "--file",
+        _h5ad(tmp_path, make_adata(ensembl=True)),
+        "--name",
+        "sc",
+        "--map",
+        "cd8_state=state",
+        "--set",
+        "tumor_type=melanoma",
+    )
     assert "Ensembl ids" in err and "var_names" in err and "gene_symbols" in err
 
 
 def test_h5ad_with_raw_counts(tmp_path, data_dir, capsys):
     err = fails(
-        data_dir, capsys, "import", "h5ad", "--file",
-        _h5ad(tmp_path, make_adata(raw_counts=True)), "--name", "sc",
-        "--map", "cd8_state=state", "--set", "tumor_type=melanoma",
-    )  # fmt: skip
+        data_dir,
+        capsys,
+        "import",
+        "h5ad",
+        "--file",
+        _h5ad(tmp_path, make_adata(raw_counts=True)),
+        "--name",
+        "sc",
+        "--map",
+        "cd8_state=state",
+        "--set",
+        "tumor_type=melanoma",
+    )
     assert "raw counts" in err and "column `X`" in err and "--prepare" in err
 
 
 def test_h5ad_without_umap(tmp_path, data_dir, capsys):
     err = fails(
-        data_dir, capsys, "import", "h5ad", "--file",
-        _h5ad(tmp_path, make_adata(umap=False)), "--name", "sc",
-        "--map", "cd8_state=state", "--set", "tumor_type=melanoma",
-    )  # fmt: skip
+        data_dir,
+        capsys,
+        "import",
+        "h5ad",
+        "--file",
+        _h5ad(tmp_path, make_adata(umap=False)),
+        "--name",
+        "sc",
+        "--map",
+        "cd8_state=state",
+        "--set",
+        "tumor_type=melanoma",
+    )
     assert "obsm.X_umap" in err and "no UMAP" in err and "prepare" in err
 
 
@@ -366,9 +509,19 @@ def test_h5ad_response_differs_within_a_sample(tmp_path, data_dir, capsys):
     adata = make_adata()
     adata.obs.loc["cell0", "response"] = "Non-responder"
     err = fails(
-        data_dir, capsys, "import", "h5ad", "--file", _h5ad(tmp_path, adata), "--name",
-        "sc", "--map", "cd8_state=state,response=response", "--set", "tumor_type=x",
-    )  # fmt: skip
+        data_dir,
+        capsys,
+        "import",
+        "h5ad",
+        "--file",
+        _h5ad(tmp_path, adata),
+        "--name",
+        "sc",
+        "--map",
+        "cd8_state=state,response=response",
+        "--set",
+        "tumor_type=x",
+    )
     assert "obs.response" in err and "`Pt1`" in err and "per-sample" in err
 
 

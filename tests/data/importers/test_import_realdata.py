@@ -22,8 +22,16 @@ pytestmark = [
     ),
 ]
 PREDICTIOR = REALDATA / "predictior_icb"
-STUDIES = ["Hugo", "Liu", "Mariathasan", "Miao", "Nathanson", "Padron", "Riaz",
-           "Van_Allen"]  # fmt: skip
+STUDIES = [
+    "Hugo",
+    "Liu",
+    "Mariathasan",
+    "Miao",
+    "Nathanson",
+    "Padron",
+    "Riaz",
+    "Van_Allen",
+]
 SADE = REALDATA / "sadefeldman2018_tcells" / "sadefeldman_subsample_550cells.h5ad"
 
 
@@ -44,11 +52,27 @@ def test_predictior_cohort_imports_with_nk_score(tmp_path, capsys, study):
     expression = PREDICTIOR / f"ICB_small_{study}_expr_log2tpm.csv"
     name = study.lower()
     run(
-        tmp_path, capsys, "import", "clinical", "--file", str(clinical),
-        "--name", name, "--set", f"cohort={study}",
-    )  # fmt: skip
-    out = run(tmp_path, capsys, "import", "expression", "--file", str(expression),
-              "--name", name)  # fmt: skip
+        tmp_path,
+        capsys,
+        "import",
+        "clinical",
+        "--file",
+        str(clinical),
+        "--name",
+        name,
+        "--set",
+        f"cohort={study}",
+    )
+    out = run(
+        tmp_path,
+        capsys,
+        "import",
+        "expression",
+        "--file",
+        str(expression),
+        "--name",
+        name,
+    )
     assert "missing or constant: NCR1, KLRF1" in out  # absent from these matrices
     cohort = load_bundle(tmp_path / name).cohort
     source = pd.read_csv(clinical)
@@ -71,9 +95,12 @@ def test_predictior_treatments_are_read_from_drug_names(tmp_path, capsys):
     cohort = load_bundle(tmp_path / "m").cohort
     source = pd.read_csv(clinical)
     expected = source["treatmentid"].map(
-        {"Nivolumab": "anti-PD-1", "Atezolizumab": "anti-PD-L1",
-         "Nivolumab:Ipilimumab": "anti-PD-1 + anti-CTLA-4"}
-    )  # fmt: skip
+        {
+            "Nivolumab": "anti-PD-1",
+            "Atezolizumab": "anti-PD-L1",
+            "Nivolumab:Ipilimumab": "anti-PD-1 + anti-CTLA-4",
+        }
+    )
     assert cohort["treatment"].tolist() == expected.tolist()
 
 
@@ -81,19 +108,34 @@ def test_imvigor210_with_cibersort_mcpcounter_and_epic(tmp_path, capsys):
     pdata = REALDATA / "imvigor210" / "imvigor210_pdata.csv"
     sig = REALDATA / "imvigor210" / "imvigor210_sig.csv"
     out = run(
-        tmp_path, capsys, "import", "cibersort", "--file", str(sig), "--name", "imv",
-        "--clinical", str(pdata),
-        "--map", "sample_id=ID,recist=BOR,response=BOR_binary,os_months=OS_days,"
+        tmp_path,
+        capsys,
+        "import",
+        "cibersort",
+        "--file",
+        str(sig),
+        "--name",
+        "imv",
+        "--clinical",
+        str(pdata),
+        "--map",
+        "sample_id=ID,recist=BOR,response=BOR_binary,os_months=OS_days,"
         "os_event=OS_status",
-        "--set", "tumor_type=urothelial,treatment=atezolizumab,cohort=IMvigor210",
-        "--scores", "NK_cells_MCPcounter,NKcells_EPIC",
-    )  # fmt: skip
+        "--set",
+        "tumor_type=urothelial,treatment=atezolizumab,cohort=IMvigor210",
+        "--scores",
+        "NK_cells_MCPcounter,NKcells_EPIC",
+    )
     assert "converted from days to months" in out
     cohort = load_bundle(tmp_path / "imv").cohort.set_index("sample_id")
     assert len(cohort) == 348 and cohort["treatment"].eq("anti-PD-L1").all()
     keys = {m.key: m for m in available_metrics(cohort.reset_index())}
-    assert {"frac_nk", "nk_lymphocytes", "score_NK_cells_MCPcounter",
-            "score_NKcells_EPIC"} <= set(keys)  # fmt: skip
+    assert {
+        "frac_nk",
+        "nk_lymphocytes",
+        "score_NK_cells_MCPcounter",
+        "score_NKcells_EPIC",
+    } <= set(keys)
     assert keys["score_NK_cells_MCPcounter"].kind == "score"
     raw = pd.read_csv(sig).set_index("ID")
     nk = raw["NK_cells_resting_CIBERSORT"] + raw["NK_cells_activated_CIBERSORT"]
@@ -118,18 +160,30 @@ def test_sadefeldman_prepares_and_imports(tmp_path, capsys):
     assert _sha(SADE) == before  # the real file is never modified
     data_dir = tmp_path / "datasets"
     out = run(
-        data_dir, capsys, "import", "h5ad", "--file", str(prepared), "--name", "sade",
-        "--map", "patient_id=patient,sample_id=sample,response=respond,"
+        data_dir,
+        capsys,
+        "import",
+        "h5ad",
+        "--file",
+        str(prepared),
+        "--name",
+        "sade",
+        "--map",
+        "patient_id=patient,sample_id=sample,response=respond,"
         "treatment=therapy,timepoint=pre_post",
-        "--set", "tumor_type=melanoma,cohort=Sade-Feldman",
-        "--source", "Sade-Feldman et al. 2018, GSE120575",
-    )  # fmt: skip
+        "--set",
+        "tumor_type=melanoma,cohort=Sade-Feldman",
+        "--source",
+        "Sade-Feldman et al. 2018, GSE120575",
+    )
     assert "BCL2 (BCL2), TNFRSF18 (GITR)" in out
     bundle = load_bundle(data_dir / "sade")
     assert bundle.n_cells == 550 and len(bundle.cohort) == 19
-    assert bundle.cohort["treatment"].isin(
-        ["anti-PD-1", "anti-CTLA-4", "anti-PD-1 + anti-CTLA-4"]
-    ).all()
+    assert (
+        bundle.cohort["treatment"]
+        .isin(["anti-PD-1", "anti-CTLA-4", "anti-PD-1 + anti-CTLA-4"])
+        .all()
+    )
     import anndata
 
     cells = anndata.read_h5ad(data_dir / "sade" / "cd8_cells.h5ad")
