@@ -21,6 +21,7 @@ from components.auth import install_auth
 from components.background import get_background_manager
 from components.cache import init_cache
 from components.errors import handle_callback_error
+from components.export_menu import export_all_panel
 from components.filter_panel import filter_panel
 from components.health import install_readiness
 from components.security import install_security
@@ -82,7 +83,10 @@ def shell_layout() -> html.Div:
                     dbc.Row(
                         [
                             dbc.Col(
-                                filter_panel(), md=3, lg=2, className="shell-sidebar"
+                                [filter_panel(), export_all_panel()],
+                                md=3,
+                                lg=2,
+                                className="shell-sidebar",
                             ),
                             dbc.Col(dash.page_container, md=9, lg=10),
                         ]

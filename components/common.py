@@ -5,6 +5,7 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
+from components.export_menu import export_menu
 from data.errors import DataError
 
 
@@ -70,6 +71,9 @@ def figure_card(
             html.Div(id=caption_id, className="figure-caption small text-muted")
         )
     header = [html.Span(title, className="fw-semibold")]
+    tools = list(tools or [])
+    if export is not None:
+        tools.append(export_menu(*export))
     if tools:
         header.append(html.Div(tools, className="ms-auto d-flex gap-2"))
     return dbc.Card(

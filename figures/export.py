@@ -466,7 +466,9 @@ def _n_points(trace: dict) -> int:
 def _stratum_labels(trace: dict, n: int) -> np.ndarray:
     """Strata within a trace: its categorical colours if it has any, else one."""
     color = _array((trace.get("marker") or {}).get("color"))
-    if color is not None and len(color) == n and color.dtype.kind in "OUS":
+    # strings are categories; integer codes are categories too (the CD8 UMAP colours
+    # states, and binned expression, by uint8 codes on a stepped colour scale)
+    if color is not None and len(color) == n and color.dtype.kind in "OUSiu":
         return color.astype(str)
     return np.zeros(n, dtype=int)
 
@@ -578,6 +580,8 @@ def provenance_text(provenance: Mapping[str, object]) -> str:
         "dataset_version",
         "synthetic",
         "filters",
+        "state",
+        "stats",
     }
     parts = []
     if provenance.get("caption"):
@@ -597,6 +601,14 @@ def provenance_text(provenance: Mapping[str, object]) -> str:
         if key in skip or value in (None, "", [], {}):
             continue
         label = key.replace("_", " ")
+        # nested records (full statistics, page state) stay in the metadata only
+        if isinstance(value, Mapping) and (
+            len(value) > 8
+            or any(isinstance(v, (Mapping, list)) for v in value.values())
+        ):
+            continue
+        if isinstance(value, (list, tuple)) and len(value) > 12:
+            continue
         if isinstance(value, Mapping):
             value = ", ".join(f"{k}: {v}" for k, v in value.items())
         elif isinstance(value, (list, tuple)):
@@ -725,9 +737,11 @@ class _Renderer:
         if os.getpid() != self.pid:
             return  # a forked child does not own the parent's browser
         try:
-            self._run(self.kaleido.close(), 10)
-        except Exception:  # closing a broken browser is best effort
-            log.warning("the export renderer did not close cleanly")
+            self._run(self.kaleido.close(), 5)
+        except Exception:  # a hung or dead browser: make sure no process is left
+            process = getattr(self.kaleido, "subprocess", None)
+            if process is not None and process.poll() is None:
+                process.kill()
         self._stop_loop()
 
 
@@ -1198,6 +1212,72 @@ def zip_name(dataset: str, scope: str, fmt: str) -> str:
     """File name of an export-all zip, e.g. ``icb-demo-all-pages-pdf-20261122.zip``."""
     day = datetime.now(UTC).strftime("%Y%m%d-%H%M")
     return safe_name(f"icb-{dataset}-{scope}-{fmt}-{day}") + ".zip"
+
+
+# ----------------------------------------------------------------- data downloads
+
+
+def patient_metrics_table(
+    view, pages: Mapping[str, Mapping[str, object]]
+) -> pd.DataFrame:
+    """One row per filtered patient: NK metric, response group and gate fraction.
+
+    The NK metric, its timepoint and the response definition follow the NK page's
+    state (its defaults when the page was not opened); the gate fraction comes from
+    the CD8 page's gate panel when the dataset has CD8 cells and the gate can be
+    evaluated (columns absent otherwise).
+
+    Parameters
+    ----------
+    view
+        A :class:`data.view.CohortView`.
+    pages
+        Page id -> page state, as in ``settings.json``.
+    """
+    from analysis.cohort import patient_table
+    from analysis.nk_metrics import get_metric, patient_metric
+    from analysis.nk_response import resolve_state
+    from analysis.response import DEFINITIONS, assign_response
+    from figures.reports import PAGE_BUILDERS, build_panels
+
+    keys = ["cohort", "patient_id"]
+    patients = patient_table(view.samples)
+    columns = [
+        c
+        for c in (*keys, "tumor_type", "treatment", "recist", "response")
+        if c in patients.columns
+    ]
+    table = patients[columns].copy()
+    if table.empty:
+        return table
+    state, _notes = resolve_state(view.samples, pages.get("nk-response"))
+    definition = DEFINITIONS[state.definition]
+    table["response_definition"] = definition.label
+    table["response_group"] = assign_response(table, state.definition).astype(object)
+    if state.metric:
+        metric = get_metric(view.samples, state.metric)
+        values = patient_metric(
+            view.samples, state.metric, timepoint=state.nk_timepoint
+        )
+        values = values[[*keys, "value", "n_samples"]].rename(
+            columns={
+                "value": f"nk_metric_{state.nk_timepoint}",
+                "n_samples": f"nk_samples_{state.nk_timepoint}",
+            }
+        )
+        table = table.merge(values, on=keys, how="left")
+        table["nk_metric"] = metric.label
+    if "cd8-states" in PAGE_BUILDERS:
+        panels = build_panels("cd8-states", view, pages.get("cd8-states") or {})
+        gate = next((p for p in panels if p.key == "gate-box"), None)
+        wanted = ["gate_fraction", "n_in_gate", "n_cells"]
+        if gate is not None and set(wanted) <= set(gate.table.columns):
+            gates = gate.table[[*keys, *wanted]]
+            table = table.merge(gates, on=keys, how="left")
+            table["gate"] = gate.provenance.get("gate", "")
+            missing = gate.provenance.get("gate_missing_markers") or []
+            table["gate_missing_markers"] = ", ".join(map(str, missing))
+    return table
 
 
 __all__ = [

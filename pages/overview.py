@@ -91,8 +91,22 @@ def layout(**_query) -> html.Div:
                     ),
                     dbc.Row(
                         [
-                            dbc.Col(figure_card(COMPOSITION, "Composition"), lg=6),
-                            dbc.Col(figure_card(RESPONSE, "Clinical response"), lg=6),
+                            dbc.Col(
+                                figure_card(
+                                    COMPOSITION,
+                                    "Composition",
+                                    export=(PREFIX, "composition"),
+                                ),
+                                lg=6,
+                            ),
+                            dbc.Col(
+                                figure_card(
+                                    RESPONSE,
+                                    "Clinical response",
+                                    export=(PREFIX, "response"),
+                                ),
+                                lg=6,
+                            ),
                         ]
                     ),
                     dbc.Card(

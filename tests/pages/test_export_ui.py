@@ -1,0 +1,175 @@
+"""Export menus: the card hook, the callbacks' helpers, and a download in a browser."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from contextvars import copy_context
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dash._callback_context import context_value
+from dash._utils import AttributeDict
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
+
+from components import export_menu
+from components.common import figure_card
+from data.filters import CohortFilter
+from figures import export
+from tests.conftest import free_port
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _ids(component) -> list:
+    found = []
+
+    def walk(node):
+        if hasattr(node, "id") and getattr(node, "id", None) is not None:
+            found.append(node.id)
+        children = getattr(node, "children", None)
+        if isinstance(children, (list, tuple)):
+            for child in children:
+                walk(child)
+        elif children is not None and hasattr(children, "to_plotly_json"):
+            walk(children)
+
+    walk(component)
+    return found
+
+
+def test_figure_card_with_export_gets_the_menu():
+    card = figure_card("x-graph", "X", export=("nk-response", "nk-box"))
+    ids = _ids(card)
+    for part in ("open", "format", "preset", "caption", "points", "go", "download"):
+        assert export_menu.menu_id(part, "nk-response", "nk-box") in ids
+    plain = figure_card("y-graph", "Y")
+    assert not any(isinstance(i, dict) and "panel" in i for i in _ids(plain))
+
+
+def test_pages_on_screen_follow_the_menus_and_stores():
+    menus = [export_menu.menu_id("go", "overview", "composition")]
+    stores = [{"type": "page-state", "page": "nk-response"}]
+    pages = export_menu.pages_on_screen(menus, stores)
+    assert set(pages) == {"overview", "nk-response"} & set(pages)
+    assert "overview" in pages
+    assert export_menu.pages_on_screen([], []) == []
+
+
+def _run(callback, trigger: str, *args):
+    """Call a callback as Dash would after a click on ``trigger``."""
+
+    def run():
+        context_value.set(
+            AttributeDict(
+                triggered_inputs=[{"prop_id": f"{trigger}.n_clicks", "value": 1}]
+            )
+        )
+        return callback(*args)
+
+    return copy_context().run(run)
+
+
+def test_cohort_csv_download_is_the_filtered_table(demo_bundle):
+    flt = CohortFilter.from_mapping(
+        {"dataset": "demo", "tumor_type": ["RCC"]}
+    ).to_dict()
+    data, _status = _run(
+        export_menu.download_data, export_menu.DATA_COHORT, 1, None, flt, [], []
+    )
+    table = pd.read_csv(io.StringIO(data["content"]))
+    cohort = demo_bundle.cohort
+    assert len(table) == int((cohort["tumor_type"] == "RCC").sum())
+    assert set(table["tumor_type"]) == {"RCC"}
+    assert data["filename"].endswith(".csv")
+
+
+def test_patient_metrics_csv_has_nk_metric_response_and_gate(demo_bundle):
+    from analysis.nk_metrics import patient_metric
+
+    flt = CohortFilter.from_mapping({"dataset": "demo"}).to_dict()
+    state = {"metric": "nk_over_nk_cd8", "nk_timepoint": "pre"}
+    data, _ = _run(
+        export_menu.download_data,
+        export_menu.DATA_PATIENTS,
+        None,
+        1,
+        flt,
+        [state],
+        [{"type": "page-state", "page": "nk-response"}],
+    )
+    table = pd.read_csv(io.StringIO(data["content"]))
+    cohort = demo_bundle.cohort
+    assert len(table) == len(cohort[["cohort", "patient_id"]].drop_duplicates())
+    # NK / (NK + CD8) of one patient, by hand from the patient's mean fractions
+    row = table.dropna(subset=["nk_metric_pre"]).iloc[0]
+    pre = cohort[
+        (cohort["cohort"] == row["cohort"])
+        & (cohort["patient_id"] == row["patient_id"])
+        & (cohort["timepoint"] == "pre")
+    ]
+    nk, cd8 = pre["frac_nk"].mean(), pre["frac_cd8"].mean()
+    assert row["nk_metric_pre"] == pytest.approx(nk / (nk + cd8))
+    assert row["nk_metric"] == "NK / (NK + CD8)"
+    assert set(table["response_group"].dropna()) <= {"Responder", "Non-responder"}
+    reference = patient_metric(cohort, "nk_over_nk_cd8", timepoint="pre")
+    assert table["nk_metric_pre"].notna().sum() == reference["value"].notna().sum()
+    if "gate_fraction" in table.columns:
+        fractions = table["gate_fraction"].dropna()
+        assert len(fractions) > 0 and fractions.between(0, 1).all()
+        assert (table["n_in_gate"].dropna() <= table["n_cells"].dropna()).all()
+
+
+def _wait_for_file(folder: Path, suffix: str, timeout: float = 60) -> Path:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        done = [p for p in folder.glob(f"*{suffix}") if p.stat().st_size > 0]
+        if done:
+            time.sleep(0.3)  # let the browser finish writing
+            return done[0]
+        time.sleep(0.25)
+    raise AssertionError(f"no {suffix} file arrived in {folder}")
+
+
+def _dash_id(**parts: str) -> str:
+    """XPath of a pattern-matching id as Dash renders it (keys sorted, compact)."""
+    rendered = json.dumps(dict(sorted(parts.items())), separators=(",", ":"))
+    return f"//*[@id='{rendered}']"
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(export.browser_path() is None, reason="Chromium is not installed")
+def test_click_export_receives_png_then_export_all_zip(dash_duo, demo_bundle):
+    import app
+
+    dash_duo.start_server(app.app, port=free_port())
+    dash_duo.wait_for_text_to_equal("#overview-patients", "480", timeout=30)
+    driver = dash_duo.driver
+    opener = _dash_id(page="overview", panel="composition", type="export-open")
+    driver.find_element(By.XPATH, opener).click()
+    go = _dash_id(page="overview", panel="composition", type="export-go")
+    WebDriverWait(driver, 10).until(
+        expected_conditions.element_to_be_clickable((By.XPATH, go))
+    ).click()
+    folder = Path(dash_duo.download_path)
+    png = _wait_for_file(folder, ".png")
+    content = png.read_bytes()
+    assert content.startswith(PNG_SIGNATURE)
+    record = export.read_provenance(content, "png")
+    assert record["page"] == "overview" and record["panel"] == "composition"
+    assert record["export"]["width_px"] == 1920
+
+    # export-all runs as a background job and hands back a zip
+    driver.find_element(By.CSS_SELECTOR, ".export-all-panel summary").click()
+    button = driver.find_element(By.ID, export_menu.ALL_GO)
+    driver.execute_script(
+        "arguments[0].scrollIntoView(); arguments[0].click();", button
+    )
+    archive = _wait_for_file(folder, ".zip", timeout=120)
+    names = zipfile.ZipFile(archive).namelist()
+    assert "settings.json" in names and "overview/composition.png" in names
