@@ -331,6 +331,75 @@ def add_stats(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_stats)
 
 
+# --------------------------------------------------------------------------- export
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Re-render the figures of an export-all from its settings.json, headless."""
+    import json
+
+    from data.errors import Problem
+    from data.view import cohort_view
+    from figures.export import export_pages, parse_settings_document
+
+    source = Path(args.settings)
+    try:
+        document = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(
+            Problem(
+                file=source.name,
+                message=f"cannot be read as JSON ({err}).",
+                fix="pass the settings.json from an 'Export all' zip.",
+            )
+        ) from None
+    document = parse_settings_document(document)
+    if args.format or args.preset:
+        document["export"] = dict(
+            document["export"],
+            **{
+                k: v for k, v in (("format", args.format), ("preset", args.preset)) if v
+            },
+        )
+        document = parse_settings_document(document)
+    settings = get_settings()
+    view = cohort_view(
+        document["filter"],
+        data_dir=_data_dir(args),
+        default_dataset=str(document.get("dataset") or settings.default_dataset),
+    )
+    out = Path(args.out)
+
+    def write(name: str, data: bytes) -> None:
+        target = out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+    def progress(done: int, total: int, what: str) -> None:
+        if done < total and not args.quiet:
+            print(f"[{done + 1}/{total}] {what}", file=sys.stderr)
+
+    manifest = export_pages(view, document, write, progress=progress)
+    figures = sum(1 for entry in manifest if entry.get("figure"))
+    print(f"{figures} figure(s) and {len(manifest)} table(s) written to {out}")
+    return 0
+
+
+def add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="re-render an export-all from its settings.json (figures, CSVs)",
+    )
+    p.add_argument("--settings", required=True, help="settings.json of an export")
+    p.add_argument("--out", required=True, help="folder to write the files into")
+    p.add_argument("--format", choices=("png", "svg", "pdf"), help="override")
+    p.add_argument(
+        "--preset", choices=("slide", "single", "double", "custom"), help="override"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_export)
+
+
 # ----------------------------------------------------------------------------- main
 
 #: Each entry adds one sub-command to the parser.
@@ -341,6 +410,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_import,
     add_prepare,
     add_stats,
+    add_export,
 ]
 
 

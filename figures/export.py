@@ -1119,6 +1119,14 @@ def parse_settings_document(document: object) -> dict:
             "settings.json: `pages` and `filter` must be JSON objects.",
             "use the settings.json written by 'Export all'.",
         )
+    from figures.reports import PAGE_BUILDERS
+
+    unknown = [page for page in document["pages"] if page not in PAGE_BUILDERS]
+    if unknown:
+        raise ExportError(
+            f"settings.json names unknown page(s): {', '.join(map(str, unknown))}.",
+            f"use pages among {', '.join(PAGE_BUILDERS)}.",
+        )
     ExportSettings.from_mapping(document["export"])
     return dict(document)
 
