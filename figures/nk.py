@@ -442,7 +442,7 @@ def logistic_table(
                     [f"{t.ci_low:.2f} to {t.ci_high:.2f}" for t in terms],
                     [format_p(t.p).removeprefix("p = ") for t in terms],
                 ],
-                "align": "left", "height": 26,
+                "align": "left", "height": 24,
                 "fill_color": [["#e8f0fa"] + ["white"] * (len(terms) - 1)],
             },
         )
@@ -525,7 +525,7 @@ def paired_figure(
             f"{definition_label}; two-sided Wilcoxon signed-rank test per group",
         ),
         legend={"orientation": "h", "y": -0.12, "x": 0, "yanchor": "top"},
-        margin={"t": 160},
+        margin={"t": 160, "l": 95},
     )
     return fig
 

@@ -40,8 +40,8 @@ CARDS = {
     "nk-forest": (f"{PREFIX}-forest", "Effect per tumor type and cohort", 520),
     "nk-km-os": (f"{PREFIX}-km-os", "Overall survival by NK group", 580),
     "nk-km-pfs": (f"{PREFIX}-km-pfs", "Progression-free survival by NK group", 580),
-    "nk-logistic": (f"{PREFIX}-logistic", "Logistic regression", 440),
-    "nk-paired": (f"{PREFIX}-paired", "Pre- vs on-treatment, per patient", 480),
+    "nk-logistic": (f"{PREFIX}-logistic", "Logistic regression", 520),
+    "nk-paired": (f"{PREFIX}-paired", "Pre- vs on-treatment, per patient", 520),
 }
 
 

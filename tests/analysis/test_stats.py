@@ -406,3 +406,19 @@ def test_imvigor210_nk_vs_response():
         assert result.cox["os"]["unadjusted"].hr > 0
         # single tumor type and treatment: the logistic model has the metric only
         assert result.logistic.formula == "response ~ z(metric)"
+
+
+def test_reported_response_is_default_without_recist_and_no_survival_is_fine():
+    from tests.conftest import small_cohort
+
+    cohort = small_cohort().drop(columns=["os_months", "os_event"])
+    cohort["recist"] = pd.NA
+    result = analyze_nk_response(cohort, {})
+    assert result.state.definition == "reported"
+    assert result.definition.label.startswith("Response as reported")
+    # P3 of cohort B has only a reported response: it is evaluable here
+    assert result.n_analysed == 7 and result.n_no_response == 1
+    assert result.km == {} and result.cox == {}
+    # four responders vs three non-responders: tested; strata too small to estimate
+    assert math.isfinite(result.two_group.p)
+    assert all(not e.usable for e in result.strata["cohort"])
