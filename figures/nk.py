@@ -235,7 +235,11 @@ def forest_figure(
                 )
             else:
                 rows.append(
-                    {"label": f"<i>{label}</i>", "kind": "pooled", "text": p.message}
+                    {
+                        "label": f"<i>{label}</i>",
+                        "kind": "pooled",
+                        "text": "not pooled: needs 2 strata with an estimate",
+                    }
                 )
     if not rows:
         return empty_figure("No strata to show")
@@ -640,7 +644,7 @@ def panels_from_analysis(view, result: NKResponseAnalysis) -> list[Panel]:
         f"pooled r {pooled.estimate:.2f} ({_ci(pooled.ci_low, pooled.ci_high)}), "
         f"I² = {100 * pooled.i2:.0f}%"
         if pooled is not None and math.isfinite(pooled.estimate)
-        else (pooled.message if pooled is not None else "")
+        else "no pooled estimate (fewer than two tumor types with an estimate)"
     )
     panels.append(
         Panel(
