@@ -409,7 +409,18 @@ def update_controls(filter_data, metric, definition):
     try:
         view = _view(filter_data)
     except DataError as err:
-        return [], no, [], no, "", data_error_alert(err), no, True, {"display": "none"}
+        return (
+            [],
+            no,
+            [],
+            no,
+            "",
+            data_error_alert(err),
+            no,
+            True,
+            {"display": "none"},
+            no,
+        )
     samples = view.samples
     store = cell_store(view.bundle)
     note = f"{view.bundle.meta.label} · {view.filter.describe()}"
@@ -458,22 +469,27 @@ def update_controls(filter_data, metric, definition):
 
 @callback(
     Output(GENE, "options"),
+    Output(GENE, "value"),
     Input(GENE, "search_value"),
     Input(ids.FILTER_STORE, "data"),
-    State(GENE, "value"),
+    Input(GENE, "value"),
 )
 def gene_options(search, filter_data, value):
-    """Genes matching the typed text (the list of all genes never goes to the page)."""
+    """Genes matching the typed text (the list of all genes never goes to the page);
+    a gene the dataset lacks is replaced by a default (GZMB, CD69 or the first)."""
     if filter_data is None:
         raise PreventUpdate
-    return _gene_options(_genes_of(filter_data), search, keep=[value])
+    genes = _genes_of(filter_data)
+    if genes and value not in genes:
+        value = next((g for g in ("GZMB", "CD69") if g in genes), genes[0])
+    return _gene_options(genes, search, keep=[value]), value
 
 
 @callback(
     Output(ADD_GENE, "options"),
     Input(ADD_GENE, "search_value"),
     Input(ids.FILTER_STORE, "data"),
-    State(ADD_GENE, "value"),
+    Input(ADD_GENE, "value"),
 )
 def add_gene_options(search, filter_data, value):
     """Genes that can be added to the gate."""

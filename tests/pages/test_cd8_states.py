@@ -122,7 +122,7 @@ def test_gate_vs_nk_uses_pretreatment_metric_and_spearman(demo_bundle, demo_refe
     joined = pd.concat([frac, nk.rename("nk")], axis=1, join="inner")
     rho, _ = stats.spearmanr(joined["nk"], joined["song"])
     assert f"rho = {rho:.2f}" in scatter["layout"]["title"]["text"]
-    assert f"n={len(joined)} patients" in scatter["layout"]["title"]["text"]
+    assert f"n={len(joined)}<br>" in scatter["layout"]["title"]["text"]
     assert (
         "NK / (NK + CD8) (pre-treatment)" in scatter["layout"]["xaxis"]["title"]["text"]
     )
