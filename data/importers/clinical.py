@@ -98,6 +98,28 @@ ALIASES: dict[str, tuple[str, ...]] = {
         "pfs_years",
     ),
     "pfs_event": ("pfs_event", "pfs_status", "event_occurred_pfs", "pfs_censor"),
+    "frac_nk": (
+        "frac_nk",
+        "nk",
+        "nk_cells",
+        "nk_fraction",
+        "nk_frac",
+        "nk_pct",
+        "nk_percent",
+        "pct_nk",
+        "percent_nk",
+    ),
+    "frac_cd8": (
+        "frac_cd8",
+        "cd8",
+        "cd8_t_cells",
+        "cd8_fraction",
+        "cd8_frac",
+        "cd8_pct",
+        "cd8_percent",
+        "pct_cd8",
+        "percent_cd8",
+    ),
 }
 #: Targets whose aliases are combined as fallbacks (first non-empty wins).
 FALLBACK_TARGETS = ("treatment",)
@@ -465,10 +487,11 @@ def build_cohort(
         out["timepoint"], file=file, source=src("timepoint")
     )
     report.notes += notes
-    out["recist"], notes = vocab.normalize_recist(
-        out["recist"], file=file, source=src("recist")
-    )
-    report.notes += notes
+    if "recist" in sources:
+        out["recist"], notes = vocab.normalize_recist(
+            out["recist"], file=file, source=src("recist")
+        )
+        report.notes += notes
     if "response" in out:
         out["response"], notes = vocab.normalize_response(
             out["response"], file=file, source=src("response")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from data import schema
 from data.errors import DataError, Problem
 from data.importers import clinical, store
 from data.importers.report import ImportReport
@@ -43,7 +44,12 @@ def _base_cohort(
             scores=args.scores or (),
         )
         report.notes.append(f"clinical table {Path(args.clinical).name}:")
-        report.extend(clinical_report)
+        # frac_nk/frac_cd8 are filled by the next step and validated again there
+        filled = schema.REQUIRED_FRACTIONS
+        report.notes += [n for n in clinical_report.notes if not n.startswith(filled)]
+        report.warnings += [
+            w for w in clinical_report.warnings if w.column not in filled
+        ]
         return cohort, False, [Path(args.clinical).name]
     if args.map or args.set:
         raise DataError(

@@ -142,7 +142,10 @@ def write_dataset(
     created_dir = not data_dir.exists()
     data_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-import-", dir=data_dir))
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a bundle is not
         (tmp / schema.DATASET_JSON).write_text(
             json.dumps(dict(meta), indent=2, default=str) + "\n", encoding="utf-8"
         )
