@@ -9,7 +9,7 @@ DATA_DIR ?= data/datasets
 PYTEST_ARGS ?=
 export HOST PORT DATA_DIR
 
-.PHONY: install dev demo run serve loadtest test lint format bench clean-demo
+.PHONY: install dev demo run serve loadtest test lint format bench bench-quick bench-cellxgene clean-demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,22 @@ LOAD_USERS ?= 50
 LOAD_SECONDS ?= 60
 loadtest: demo $(LOAD_VENV)/.installed
 	$(PY) loadtest/run.py --users $(LOAD_USERS) --seconds $(LOAD_SECONDS) --locust $(LOAD_VENV)/bin/locust
+
+## bench: benchmarks at 10k/100k/1M cells beside the naive reference and CELLxGENE (< 30 min; README, "Performance")
+bench: install
+	$(PY) -m bench.run
+
+## bench-quick: the same at 10k cells (< 5 min)
+bench-quick: install
+	$(PY) -m bench.run --quick
+
+## bench-cellxgene: install CELLxGENE 1.3.0 into its own venv for the side-by-side numbers (optional)
+CXG_VENV ?= bench/.venv-cellxgene
+$(CXG_VENV)/.installed:
+	$(PYTHON) -m venv $(CXG_VENV)
+	$(CXG_VENV)/bin/pip install --quiet cellxgene==1.3.0
+	touch $@
+bench-cellxgene: $(CXG_VENV)/.installed
 
 ## test: the whole suite, browser tests included (needs chromium + chromium-driver)
 test: dev demo
