@@ -264,8 +264,14 @@ def _missing(key: str) -> str:
 def _summary(summary: dict, provenance: dict) -> list:
     """Headline: what was analysed, who was excluded, and any notes."""
     timepoint = TIMEPOINT_LABELS.get(summary["timepoint"], summary["timepoint"])
+    n = summary["n_patients"]
+    if summary["empty_message"]:
+        parts = [html.Strong(summary["empty_message"])]
+        if provenance.get("exclusions"):
+            parts.append(" " + provenance["exclusions"] + ".")
+        return parts
     parts = [
-        html.Strong(f"{summary['n_patients']} patients analysed"),
+        html.Strong(f"{n} patient{'s' if n != 1 else ''} analysed"),
         f" ({timepoint}, one value per patient; "
         + ", ".join(f"{g['group']} n={g['n']}" for g in summary["groups"])
         + "). ",
