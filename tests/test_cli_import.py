@@ -298,3 +298,37 @@ def test_h5ad_raw_counts_prepared_on_import(tmp_path, capsys):
     row_sums = np.expm1(written.X.toarray()).sum(axis=1)
     assert row_sums == pytest.approx(np.full(adata.n_obs, 1e4), rel=1e-4)
     assert written.obs["cd8_state"].str.startswith("cluster ").all()
+
+
+def test_h5ad_added_to_an_imported_clinical_table_then_cibersort(tmp_path, capsys):
+    """Cells join an existing dataset; a later CIBERSORT import keeps them."""
+    data_dir = tmp_path / "datasets"
+    write_bundle(data_dir / "mine", small_cohort())
+    adata = make_adata(cell_types=["NK cells", "CD8 T cells", "B cells"])
+    adata.obs["sample"] = adata.obs["patient"].map(
+        {"Pt1": "A-P1-pre", "Pt2": "A-P2-pre", "Pt3": "B-P1-pre"}
+    )
+    path = tmp_path / "cells.h5ad"
+    adata.write_h5ad(path)
+    run(
+        data_dir, capsys, "import", "h5ad", "--file", str(path), "--name", "mine",
+        "--add", "--map", "sample_id=sample,cd8_state=state",
+    )  # fmt: skip
+    bundle = load_bundle(data_dir / "mine")
+    cohort = bundle.cohort.set_index("sample_id")
+    nk = (
+        adata.obs[adata.obs["sample"] == "B-P1-pre"]["cell_type"] == "NK cells"
+    ).mean()
+    assert cohort.loc["B-P1-pre", "frac_nk"] == pytest.approx(nk)
+    assert np.isnan(cohort.loc["A-P4-pre", "frac_nk"])  # no cells for that sample
+    assert bundle.n_cells == 20 and bundle.meta.title == "Test bundle"  # meta kept
+    h5ad = data_dir / "mine" / "cd8_cells.h5ad"
+    cells_before = h5ad.read_bytes()
+    frame = cibersort_frame(["A-P1-pre", "A-P2-pre"])
+    ciber = tmp_path / "ciber.csv"
+    frame.to_csv(ciber, index=False)
+    run(data_dir, capsys, "import", "cibersort", "--file", str(ciber), "--name", "mine")
+    assert h5ad.read_bytes() == cells_before
+    assert load_bundle(data_dir / "mine").n_cells == 20
+    meta = json.loads((data_dir / "mine" / "dataset.json").read_text())
+    assert len(meta["imports"]) == 2

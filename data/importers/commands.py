@@ -100,22 +100,23 @@ def run_import(args: argparse.Namespace, data_dir: Path) -> int:
     else:
         from data.importers.singlecell import import_h5ad
 
-        base = None
         if args.clinical:
-            base, _, more = _base_cohort(args, data_dir, report)
-            files = more + files
-        elif existing.exists() and args.add:
+            raise DataError(
+                Problem(
+                    file="--clinical",
+                    message="h5ad imports take clinical fields from obs, or add the "
+                    "cells to a dataset imported before.",
+                    fix=f"run `python cli.py import clinical --name {name} ...` first, "
+                    f"then `python cli.py import h5ad --add --name {name} ...`.",
+                )
+            )
+        base = None
+        if args.add:
             base, adding = store.existing_cohort(data_dir, name), True
         mapping = dict(clinical.parse_mapping(args.map))
         cohort, cells, found = import_h5ad(
             source,
-            mapping=mapping
-            if base is None
-            else {
-                k: v
-                for k, v in mapping.items()
-                if k in ("patient_id", "sample_id", "cell_type", "cd8_state")
-            },
+            mapping=mapping,
             constants=clinical.parse_constants(args.set),
             cohort_name=args.cohort or name,
             cells=args.cells,
@@ -170,7 +171,7 @@ def add_import_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--clinical",
-        help="clinical table to join (cibersort/expression/h5ad); without it they are "
+        help="clinical table to join (cibersort/expression); without it they are "
         "added to the existing dataset --name",
     )
     p.add_argument("--cohort", help="cohort name when no column gives it")

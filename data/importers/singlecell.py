@@ -390,6 +390,14 @@ def import_h5ad(
                     "clinical table with these ids first.",
                 )
             )
+        # the dataset's table is the reference for which patient a sample belongs to
+        patient_of = base.set_index(base["sample_id"].astype(str))["patient_id"]
+        cd8.obs["patient_id"] = pd.Categorical(
+            cd8.obs["sample_id"].astype(str).map(patient_of).to_numpy()
+        )
+        report.notes.append(
+            "patient_id of the cells taken from the dataset's table (by sample id)."
+        )
     if cells == "immune":
         aligned = fractions.reindex(base["sample_id"].astype(str))
         for column in ("frac_nk", "frac_cd8"):
