@@ -121,6 +121,9 @@ class Preset:
     width_px: int | None = None
     height_px: int | None = None
     font_px: float = SCREEN_FONT_PX
+    #: journals set titles in the figure legend: column presets drop the title
+    #: (its text stays in the provenance and the optional footnote)
+    keep_title: bool = True
 
 
 PRESETS: dict[str, Preset] = {
@@ -129,12 +132,14 @@ PRESETS: dict[str, Preset] = {
         font_px=26.0,
     ),
     "single": Preset(
-        "single", "Publication single column (89 mm, 300 dpi)", width_mm=89.0,
-        height_mm=67.0, dpi=300, font_px=7 * CSS_DPI / 72,
+        "single", "Publication single column (89 mm, 300 dpi, no title)",
+        width_mm=89.0, height_mm=67.0, dpi=300, font_px=7 * CSS_DPI / 72,
+        keep_title=False,
     ),
     "double": Preset(
-        "double", "Publication double column (183 mm, 300 dpi)", width_mm=183.0,
-        height_mm=110.0, dpi=300, font_px=7 * CSS_DPI / 72,
+        "double", "Publication double column (183 mm, 300 dpi, no title)",
+        width_mm=183.0, height_mm=110.0, dpi=300, font_px=7 * CSS_DPI / 72,
+        keep_title=False,
     ),
     "custom": Preset("custom", "Custom size (pixels × scale)"),
 }  # fmt: skip
@@ -430,11 +435,29 @@ def restyle(figure: go.Figure | dict, size: ExportSize) -> dict:
         marker = trace.get("marker")
         if isinstance(marker, dict):
             _scale_scalar(marker, "size", factor, 1.0)
+            if isinstance(marker.get("colorbar"), dict):
+                _scale_scalar(marker["colorbar"], "thickness", factor, 4.0)
             if isinstance(marker.get("line"), dict):
                 _scale_scalar(marker["line"], "width", factor, 0.25)
         if isinstance(trace.get("line"), dict):
             _scale_scalar(trace["line"], "width", factor, 0.5)
-    layout["margin"] = {k: round(v * factor, 1) for k, v in margin.items()}
+    margin = {k: v * factor for k, v in margin.items()}
+    if not PRESETS[size.preset].keep_title:
+        title = layout.get("title")
+        if title:
+            layout["title"] = {"text": ""}
+        margin["t"] = min(margin["t"], 2 * size.font_px)
+    # margins sized for a wide screen card must not eat a narrow figure: keep at
+    # least half the width and height for the plot and let axes claim label room
+    for pair, total in ((("l", "r"), size.width), (("t", "b"), size.height)):
+        used = margin[pair[0]] + margin[pair[1]]
+        if used > total / 2:
+            for side in pair:
+                margin[side] *= total / 2 / used
+    for key in list(layout):
+        if re.fullmatch(r"[xy]axis\d*", key) and isinstance(layout[key], dict):
+            layout[key].setdefault("automargin", True)
+    layout["margin"] = {k: round(v, 1) for k, v in margin.items()}
     layout.update(
         width=size.width,
         height=size.height,
@@ -597,6 +620,9 @@ def provenance_text(provenance: Mapping[str, object]) -> str:
         )
     if provenance.get("filters"):
         parts.append(f"Filters: {provenance['filters']}.")
+    said = " ".join(parts)
+    if provenance.get("gate_rule"):
+        skip.add("gate")  # the readable rule says the same as the URL form
     for key, value in provenance.items():
         if key in skip or value in (None, "", [], {}):
             continue
@@ -615,6 +641,8 @@ def provenance_text(provenance: Mapping[str, object]) -> str:
             value = ", ".join(str(v) for v in value)
         elif isinstance(value, float):
             value = f"{value:.3g}"
+        if str(value).rstrip(".") in said:
+            continue  # the caption already says it (test, exclusions)
         parts.append(f"{label}: {value}.")
     export = provenance.get("export")
     if isinstance(export, Mapping) and export.get("points_note"):
@@ -636,10 +664,12 @@ def add_caption(fig: dict, text: str, size: ExportSize) -> dict:
     fig = copy.deepcopy(fig)
     layout = fig.setdefault("layout", {})
     font_px = max(6.0, size.font_px * 0.75)
-    per_line = max(30, int(size.width / (font_px * 0.55)))
+    margin = dict(layout.get("margin") or {})
+    # the footnote starts at the plot's left edge; ~0.6 em per character of Arial
+    room = size.width - float(margin.get("l", 0)) - font_px
+    per_line = max(30, int(room / (font_px * 0.6)))
     lines = textwrap.wrap(text, per_line) or [""]
     height = len(lines) * font_px * 1.3 + font_px
-    margin = dict(layout.get("margin") or {})
     axis_room = float(margin.get("b", 60))
     margin["b"] = axis_room + height
     layout["margin"] = margin
@@ -770,7 +800,14 @@ def shutdown_renderer() -> None:
         renderer.close()
 
 
-atexit.register(shutdown_renderer)
+def _shutdown_at_exit() -> None:
+    # the browser library logs while closing; at exit the log streams may already
+    # be closed (pytest), which would print "Logging error" noise
+    logging.raiseExceptions = False
+    shutdown_renderer()
+
+
+atexit.register(_shutdown_at_exit)
 
 
 def render(
@@ -1050,9 +1087,10 @@ def export_figure(
         )
         content = _png_with_provenance(raw, record, text, size.dpi)
     else:
-        # WebGL layers are rasterised at 2 x scale device pixels: render at the
-        # scale that gives the preset's dpi (or 192 dpi at least)
-        gl_scale = max(1.0, (size.dpi or 0) / (2 * CSS_DPI))
+        # WebGL layers are rasterised at 2 x scale device pixels: when there is
+        # one, render at the scale that gives the preset's dpi (192 dpi at least)
+        has_gl = any(t.get("type") == "scattergl" for t in fig.get("data", []))
+        gl_scale = max(1.0, (size.dpi or 0) / (2 * CSS_DPI)) if has_gl else 1.0
         raw = render(
             fig,
             fmt=fmt,
