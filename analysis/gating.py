@@ -435,6 +435,10 @@ def sensitivity(
             marker.passes(values if cells is None else values[cells]),
         )
     groups = np.asarray(pd.Series(patient_groups).astype(object).fillna(""))
+    codes = np.asarray(patient_codes).astype(np.int64)
+    codes = np.where(codes < 0, n_patients, codes)  # extra row: cells w/o patient
+    n_cells = np.bincount(codes, minlength=n_patients + 1)[:n_patients]
+    has_cells = n_cells > 0
     rows = []
     for marker in result.evaluated:
         others = np.ones(len(result.in_gate), dtype=bool)
@@ -443,14 +447,22 @@ def sensitivity(
                 others &= mask
         values = passes[marker.gene][0]
         grid = np.union1d(sweep_thresholds(values, n_steps=n_steps), [marker.threshold])
-        members = [
-            others & Marker(marker.gene, marker.sign, t).passes(values) for t in grid
-        ]
-        fractions = np.vstack(
-            [patient_fractions(m, patient_codes, n_patients)[2] for m in members]
-        )
-        # a patient's fraction is NaN only without cells, whatever the threshold
-        has_cells = np.isfinite(fractions[0])
+        # One pass over the cells for all thresholds: k = number of grid values
+        # below the cell's value; '+' (v > t) passes grid[j] for j < k, '-' (v <= t)
+        # for j >= k. Count cells per (patient, k), then cumulate over k.
+        n_grid = len(grid)
+        k = np.searchsorted(grid, values[others], side="left")
+        table = np.bincount(
+            codes[others] * (n_grid + 1) + k, minlength=(n_patients + 1) * (n_grid + 1)
+        ).reshape(n_patients + 1, n_grid + 1)
+        if marker.sign == "+":
+            in_gate = np.cumsum(table[:, ::-1], axis=1)[:, ::-1][:, 1:]
+        else:
+            in_gate = np.cumsum(table, axis=1)[:, :n_grid]
+        cells_in_gate = in_gate.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fractions = (in_gate[:n_patients] / np.maximum(n_cells, 1)[:, None]).T
+        fractions[:, ~has_cells] = np.nan
         pos = fractions[:, has_cells & (groups == positive)]
         neg = fractions[:, has_cells & (groups == negative)]
         if pos.shape[1] and neg.shape[1]:
@@ -478,7 +490,7 @@ def sensitivity(
                     "sign": marker.sign,
                     "threshold": float(threshold),
                     "current": bool(np.isclose(threshold, marker.threshold)),
-                    "cells_in_gate": int(members[i].sum()),
+                    "cells_in_gate": int(cells_in_gate[i]),
                     "median_fraction": float(np.median(finite))
                     if finite.size
                     else float("nan"),

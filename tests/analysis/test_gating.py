@@ -208,3 +208,29 @@ def test_sensitivity_every_row_matches_scipy_for_larger_groups():
         ref = stats.mannwhitneyu(frac[:12], frac[12:])
         assert row.p == pytest.approx(ref.pvalue)
         assert row.auc == pytest.approx(ref.statistic / 120)
+
+
+def test_sensitivity_counts_at_thresholds_equal_to_values():
+    """Values sitting exactly on swept thresholds: '+' fails and '-' passes there."""
+    rng = np.random.default_rng(2)
+    n = 2000
+    codes = rng.integers(-1, 10, size=n)  # -1: cells without a patient
+    groups = pd.Series(["R"] * 5 + ["NR"] * 5)
+    expr = {
+        "A": rng.integers(0, 4, size=n).astype(float),  # 0, 1, 2, 3: on the grid
+        "B": rng.integers(0, 3, size=n).astype(float),
+    }
+    gate = Gate((Marker("A", "+", 1.0), Marker("B", "-", 1.0)))
+    table = sensitivity(
+        gate, expr, available=["A", "B"], n_cells=n, patient_codes=codes,
+        patient_groups=groups, positive="R", negative="NR", n_steps=4,
+    )  # fmt: skip
+    assert set(table["threshold"]) >= {0.0, 1.0}
+    for row in table.itertuples():
+        a_t = row.threshold if row.gene == "A" else 1.0
+        b_t = row.threshold if row.gene == "B" else 1.0
+        member = (expr["A"] > a_t) & (expr["B"] <= b_t)
+        assert row.cells_in_gate == member.sum()
+        frac = pd.Series(member[codes >= 0]).groupby(codes[codes >= 0]).mean()
+        ref = stats.mannwhitneyu(frac[:5], frac[5:])
+        assert row.p == pytest.approx(ref.pvalue)
