@@ -173,3 +173,29 @@ def test_click_export_receives_png_then_export_all_zip(dash_duo, demo_bundle):
     archive = _wait_for_file(folder, ".zip", timeout=120)
     names = zipfile.ZipFile(archive).namelist()
     assert "settings.json" in names and "overview/composition.png" in names
+
+
+@pytest.mark.parametrize("module", ["overview", "nk_response", "cd8_states"])
+def test_every_export_menu_names_a_panel_its_builder_makes(module, demo_bundle):
+    """A card's export=(page, key) must match a panel of build_panels(page)."""
+    import importlib
+
+    from data.view import cohort_view
+    from figures.reports import build_panels
+    from tests.conftest import DATA_DIR
+
+    try:
+        page_module = importlib.import_module(f"pages.{module}")
+    except ImportError:
+        pytest.skip(f"pages/{module}.py is not there yet")
+    menus = [
+        i
+        for i in _ids(page_module.layout())
+        if isinstance(i, dict) and i.get("type") == "export-go"
+    ]
+    assert menus, f"pages/{module}.py passes no export= to its figure cards"
+    view = cohort_view({"dataset": "demo"}, data_dir=DATA_DIR, default_dataset="demo")
+    for page in {m["page"] for m in menus}:
+        keys = {p.key for p in build_panels(page, view, {})}
+        wanted = {m["panel"] for m in menus if m["page"] == page}
+        assert wanted <= keys, (page, wanted - keys)
