@@ -228,7 +228,8 @@ def classify_treatment(value: str) -> tuple[str | None, str | None]:
         names that do not say which drug was given (``PD-1/PD-L1``), what it could
         be; such cells become ``other``.
     """
-    text = str(value).strip()
+    # brand names in brackets add nothing: "Pembrolizumab (Keytruda)"
+    text = re.sub(r"\([^)]*\)", "", str(value)).strip() or str(value).strip()
     key = squash(text)
     if key in AMBIGUOUS_CLASSES:
         return "other", AMBIGUOUS_CLASSES[key]
