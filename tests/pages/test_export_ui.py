@@ -9,6 +9,7 @@ import zipfile
 from contextvars import copy_context
 from pathlib import Path
 
+import dash
 import pandas as pd
 import pytest
 from dash._callback_context import context_value
@@ -199,3 +200,30 @@ def test_every_export_menu_names_a_panel_its_builder_makes(module, demo_bundle):
         keys = {p.key for p in build_panels(page, view, {})}
         wanted = {m["panel"] for m in menus if m["page"] == page}
         assert wanted <= keys, (page, wanted - keys)
+
+
+def test_missing_chromium_shows_the_install_hint_in_the_menu(monkeypatch, tmp_path):
+    # no running browser in this process, and none to be found
+    monkeypatch.setattr(export, "_RENDERER", None)
+    monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-chromium"))
+    flt = CohortFilter.from_mapping({"dataset": "demo"}).to_dict()
+    trigger = json.dumps(
+        export_menu.menu_id("go", "overview", "composition"),
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+
+    def run():
+        context_value.set(
+            AttributeDict(
+                triggered_inputs=[{"prop_id": f"{trigger}.n_clicks", "value": 1}]
+            )
+        )
+        return export_menu.download_figure(
+            1, "png", "slide", None, None, None, [], "raster", flt, [], []
+        )
+
+    data, status = copy_context().run(run)
+    assert data is dash.no_update
+    text = str(status.children)
+    assert "no-chromium" in text and "apt-get install chromium" in text
