@@ -531,3 +531,21 @@ def test_prepare_refuses_to_overwrite_its_input(tmp_path, data_dir, capsys):
     err = fails(data_dir, capsys, "prepare", "--file", path, "--out", path)
     assert "never modifies its input" in err
     assert Path(path).read_bytes() == before
+
+
+def test_nan_as_an_id(tmp_path, data_dir, capsys):
+    rows = clinical_text().splitlines()[1:]
+    rows[1] = rows[1].replace("P2,", "NaN,", 1)
+    err = import_clinical(data_dir, capsys, clinical(tmp_path, clinical_text(rows)))
+    assert "`patient`" in err and "row 3" in err and "empty" in err
+
+
+def test_xlsx_with_duplicated_columns(tmp_path, data_dir, capsys):
+    import pandas as pd
+
+    frame = pd.DataFrame([["P1", "melanoma", "5", "6"]])
+    frame.columns = ["patient", "cancer", "NK_pct", "NK_pct"]
+    path = tmp_path / "book.xlsx"
+    frame.to_excel(path, index=False)
+    err = import_clinical(data_dir, capsys, str(path))
+    assert "book.xlsx" in err and "`NK_pct`" in err and "more than once" in err
