@@ -20,11 +20,12 @@ log = logging.getLogger("icb.server")
 
 # Dash renders its renderer bootstrap and string clientside callbacks as inline
 # <script>s: they are allowed by hash (app.csp_hashes), never by 'unsafe-inline'.
-# 'unsafe-eval': plotly.js (regl, WebGL traces) and dash-ag-grid's `{"function": ...}`
-# formatters compile code at run time. Inline styles are set by React components.
+# No 'unsafe-eval': plotly.js WebGL traces and dash-ag-grid's `{"function": ...}`
+# formatters work without it (tests/pages/test_serving_csp.py checks in Chromium).
+# Inline styles are set by React components, hence 'unsafe-inline' for styles only.
 _CSP = {
     "default-src": "'self'",
-    "script-src": "'self' 'unsafe-eval'",
+    "script-src": "'self'",
     "style-src": "'self' 'unsafe-inline'",
     "img-src": "'self' data: blob:",
     "font-src": "'self' data:",
