@@ -642,7 +642,7 @@ def marker_histograms(
     cols = 3 if len(markers) > 4 else max(1, len(markers))
     rows = int(np.ceil(len(markers) / cols))
     present = set(data.store.var_names)
-    h_gap, v_gap = 0.07, (0.22 if rows > 1 else 0.0)
+    h_gap, v_gap = 0.07, (min(0.22, 0.5 / rows) if rows > 1 else 0.0)
     width = (1 - h_gap * (cols - 1)) / cols
     height = (1 - v_gap * (rows - 1)) / rows
     traces, shapes, annotations, layout = [], [], [], {}
@@ -652,12 +652,12 @@ def marker_histograms(
         x0 = col * (width + h_gap)
         y1 = 1 - row * (height + v_gap)
         layout[f"xaxis{axis}"] = {
-            "domain": [x0, x0 + width],
+            "domain": [max(0.0, x0), min(1.0, x0 + width)],
             "anchor": f"y{axis}",
             "title": {"text": "log-norm. expression", "font": {"size": 10}},
         }
         layout[f"yaxis{axis}"] = {
-            "domain": [y1 - height, y1],
+            "domain": [max(0.0, y1 - height), min(1.0, y1)],
             "anchor": f"x{axis}",
             "type": "log",
             "dtick": 1,

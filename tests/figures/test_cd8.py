@@ -125,3 +125,22 @@ def test_parse_state_never_fails(state, expect):
 
     page = cd8.parse_state(state, samples=small_cohort())
     assert (page.color, page.definition, page.metric) == expect
+
+
+@pytest.mark.parametrize("n_markers", [1, 2, 4, 5, 7, 9, 12])
+def test_marker_histograms_any_number_of_markers(n_markers):
+    from analysis.gating import Gate, Marker
+
+    rng = np.random.default_rng(n_markers)
+    genes = {f"G{i}": rng.exponential(1, 500).astype(np.float32) for i in range(12)}
+    data = _data(np.zeros((500, 2)), genes, np.zeros(500), np.zeros(500))
+    gate = Gate(tuple(Marker(f"G{i}", "+-"[i % 2], 0.5) for i in range(n_markers)))
+    fig = cd8.marker_histograms(data, cd8.PageState(gate=gate))
+    titles = [a.text for a in fig.layout.annotations]
+    assert len(titles) == n_markers
+    shares = [float(t.split(": ")[1].split("%")[0]) for t in titles]
+    expected = [
+        round(100 * Marker(f"G{i}", "+-"[i % 2], 0.5).passes(genes[f"G{i}"]).mean())
+        for i in range(n_markers)
+    ]
+    assert shares == expected

@@ -523,3 +523,52 @@ def test_colour_by_gene_and_move_threshold_in_browser(
     )
     assert "gate=CD69.gt.1.5" in dash_duo.driver.current_url
     assert "color=gene" in dash_duo.driver.current_url
+
+
+HIST_ID, BOX_ID = "cd8-states-histograms", "cd8-states-box"
+
+
+def _layout_text(dash_duo, graph_id: str) -> str:
+    """Title and annotations of a plotly graph as drawn (plotly's own state)."""
+    return dash_duo.driver.execute_script(
+        "const el = document.querySelector('#' + arguments[0] + ' .js-plotly-plot');"
+        "if (!el || !el.layout) return '';"
+        "const t = el.layout.title; const title = t && (t.text || t) || '';"
+        "const notes = (el.layout.annotations || []).map(a => a.text);"
+        "return title + ' ' + notes.join(' ');",
+        graph_id,
+    )
+
+
+@pytest.mark.browser
+def test_add_and_remove_gate_markers_in_browser(dash_duo, demo_bundle):
+    from dash.testing.wait import until
+
+    import app
+
+    dash_duo.start_server(app.app, port=free_port())
+    dash_duo.driver.get(dash_duo.server_url + "/cd8-states")
+    dash_duo.wait_for_element(
+        'input[id*="cd8-states-threshold"][id*="HAVCR2"]', timeout=40
+    )
+    dash_duo.select_dcc_dropdown("#cd8-states-add-gene", value="TOX")
+    dash_duo.find_element("#cd8-states-add").click()
+    dash_duo.wait_for_element(
+        'input[id*="cd8-states-threshold"][id*="TOX"]', timeout=20
+    )
+    until(lambda: "TOX+" in _layout_text(dash_duo, HIST_ID), timeout=20)
+    assert "TOX.gt.0" in dash_duo.driver.current_url
+    remove = dash_duo.find_element('button[id*="cd8-states-remove"][id*="HAVCR2"]')
+    remove.click()
+    dash_duo.wait_for_no_elements(
+        'input[id*="cd8-states-threshold"][id*="HAVCR2"]', timeout=20
+    )
+    until(
+        lambda: (
+            "TOX > 0" in _layout_text(dash_duo, BOX_ID)
+            and "HAVCR2" not in _layout_text(dash_duo, BOX_ID)
+        ),
+        timeout=20,
+    )
+    assert "HAVCR2" not in dash_duo.driver.current_url
+    assert "TOX.gt.0" in dash_duo.driver.current_url
