@@ -13,6 +13,7 @@ Run: ``NAIVE_H5AD=path/to/cd8_cells.h5ad gunicorn bench.naive_app:server``.
 
 from __future__ import annotations
 
+import base64
 import os
 
 import numpy as np
@@ -27,9 +28,19 @@ GRAPH = "naive-umap"
 
 
 def _lists(value: object) -> object:
-    """The figure dict with every numpy array turned into a JSON list."""
+    """The figure dict with every array turned into a JSON list.
+
+    plotly 7 keeps arrays as base64 typed arrays even in ``to_dict()``; they are
+    decoded back into lists, as plotly < 6 sent them.
+    """
     if isinstance(value, np.ndarray):
         return value.tolist()
+    if isinstance(value, dict) and "bdata" in value and "dtype" in value:
+        data = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        if "shape" in value:
+            shape = [int(v) for v in str(value["shape"]).split(",")]
+            data = data.reshape(shape)
+        return data.tolist()
     if isinstance(value, dict):
         return {k: _lists(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

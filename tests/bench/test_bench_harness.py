@@ -151,3 +151,15 @@ def test_points_are_counted_in_typed_arrays_and_lists():
     assert figure_points(figure) == 9
     body = {"response": {"p-umap": {"figure": figure}, "p-n": {"children": "9"}}}
     assert response_outputs(body)["p-n.children"] == "9"
+
+
+def test_naive_reference_sends_plain_json_lists():
+    import plotly.express as px
+
+    from bench.naive_app import _lists
+
+    frame = {"x": np.array([0.5, 1.5], dtype=np.float32), "y": [2.0, 3.0]}
+    figure = _lists(px.scatter(frame, x="x", y="y", render_mode="webgl").to_dict())
+    trace = figure["data"][0]
+    assert trace["x"] == [0.5, 1.5] and trace["y"] == [2.0, 3.0]
+    assert "bdata" not in json.dumps(figure)
