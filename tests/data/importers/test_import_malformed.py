@@ -31,6 +31,7 @@ def data_dir(tmp_path) -> Path:
 def fails(data_dir: Path, capsys, *argv: str) -> str:
     """Run the CLI, expect exit 1 and an unchanged data dir; return stderr."""
     before = tree_hash(data_dir)
+    capsys.readouterr()  # drop what writing the test input printed or logged
     code = cli.main([*argv, "--data-dir", str(data_dir)])
     err = capsys.readouterr().err
     assert code == 1, err
