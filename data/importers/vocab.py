@@ -649,7 +649,18 @@ def fractions_from_percent(
     out = table.copy()
     out[columns] = values / 100.0
     shown = ", ".join(f"`{sources.get(c, c)}`" for c in columns)
-    return out, [
+    notes = [
         f"cell frequencies {shown} hold values above 1 (up to "
         f"{float(finite.max().max()):g}): read as percentages and divided by 100."
     ]
+    for column in columns:
+        # a rare population (NK cells: often < 1% of CD45+) can stay below 1 in
+        # percent; it is divided too, and the user is told to check
+        if finite[column].notna().any() and not (finite[column] > 1).any():
+            notes.append(
+                f"CHECK: `{sources.get(column, column)}` never exceeds 1 (max "
+                f"{float(finite[column].max()):g}) but was divided by 100 as well, "
+                "since the table holds percentages; if this column already held "
+                "fractions, convert it to percent before importing."
+            )
+    return out, notes

@@ -117,3 +117,12 @@ def test_unknown_values_name_rows():
         vocab.normalize_timepoint(pd.Series(["pre", "week 6?"]), file="f", source="tp")
     problem = err.value.problems[0]
     assert problem.column == "tp" and problem.rows == (3,) and "--set" in problem.fix
+
+
+def test_rare_population_in_a_percent_table_is_flagged():
+    table = pd.DataFrame({"frac_nk": [0.4, 0.8], "frac_cd8": [30.0, 12.0]})
+    out, notes = vocab.fractions_from_percent(
+        table, ["frac_nk", "frac_cd8"], file="f", sources={"frac_nk": "NK %"}
+    )
+    assert out["frac_nk"].tolist() == pytest.approx([0.004, 0.008])
+    assert any(n.startswith("CHECK: `NK %` never exceeds 1") for n in notes)
