@@ -540,7 +540,7 @@ def colouring(
             order = ["NK-low", "NK-high"]
             colors = {"NK-low": "#2166ac", "NK-high": "#e08214"}.get
             label = data.metric.label if data.metric else "NK metric"
-            title = f"{label}, split at the patients' median (pre-treatment)"
+            title = f"Patient NK level (median split)<br>{label}"
         codes, labels, palette = _patient_category(data, shown, values, order, colors)
         return _category_colouring(codes, labels, palette, title)
     codes = data.state_codes[shown].astype(np.int64)

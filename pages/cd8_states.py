@@ -156,10 +156,18 @@ def layout(**query) -> html.Div:
     """Page layout; controls start from the URL query (odd values fall back)."""
     raw = {key: _first(query.get(key)) for key in cd8.PageState().to_dict()}
     color = raw["color"] if raw["color"] in cd8.COLOR_CHOICES else cd8.DEFAULT_COLOR
+    link_note = None
     try:
         gate = gating.parse_gate(raw["gate"], name=raw["gate_name"])
-    except gating.GateError:
+    except gating.GateError as err:
         gate = gating.default_gate()
+        link_note = dbc.Alert(
+            f"The gate in the link could not be read ({err}); showing the default "
+            "Song et al. gate instead.",
+            color="warning",
+            dismissable=True,
+            className="small py-2",
+        )
     accept = raw["accept_missing"].lower() in {"1", "true", "yes", "on"}
     definition = raw["definition"] if raw["definition"] in DEFINITIONS else None
     controls = dbc.Row(
@@ -379,6 +387,7 @@ def layout(**query) -> html.Div:
             dcc.Store(id=DRAWN),
             html.H2("CD8 differentiation states", className="h4"),
             html.Div(id=NOTE, className="text-muted small mb-3"),
+            link_note,
             html.Div(id=ERROR),
             html.Div(id=EMPTY, hidden=True),
             content,
@@ -601,7 +610,8 @@ def edit_gate(_add, removes, _reset, add_gene, thresholds, signs, row_ids, name)
     if trigger == RESET:
         return gating.gate_to_string(gating.default_gate())
     if trigger == ADD:
-        if not add_gene or add_gene in gate.genes:
+        # '~' separates markers in the URL form: such a gene cannot be encoded
+        if not add_gene or add_gene in gate.genes or "~" in add_gene:
             raise PreventUpdate
         if len(gate.markers) >= gating.MAX_MARKERS:
             raise PreventUpdate
