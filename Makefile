@@ -50,8 +50,9 @@ $(LOAD_VENV)/.installed: requirements-load.txt
 ## loadtest: 50 simulated users for 60 s against gunicorn on 127.0.0.1 (not part of `make test`)
 LOAD_USERS ?= 50
 LOAD_SECONDS ?= 60
+LOAD_WAIT ?= 5 15
 loadtest: demo $(LOAD_VENV)/.installed
-	$(PY) loadtest/run.py --users $(LOAD_USERS) --seconds $(LOAD_SECONDS) --locust $(LOAD_VENV)/bin/locust
+	$(PY) loadtest/run.py --users $(LOAD_USERS) --seconds $(LOAD_SECONDS) --wait "$(LOAD_WAIT)" --locust $(LOAD_VENV)/bin/locust
 
 ## bench: benchmarks at 10k/100k/1M cells beside the naive reference and CELLxGENE (< 30 min; README, "Performance")
 bench: install

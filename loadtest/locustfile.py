@@ -21,6 +21,7 @@ are accepted, and each user stops after ``LOAD_MAX_TASKS`` tasks.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -33,7 +34,10 @@ from locust.exception import StopUser
 PAGES = {"overview": "/", "nk": "/nk-response", "cd8": "/cd8-states"}
 MAX_TASKS = int(os.environ.get("LOAD_MAX_TASKS", "60"))
 PREFIX = os.environ.get("URL_PREFIX") or "/"
+# think time between a user's actions (s): a person reads a figure before the next click
+WAIT = tuple(float(x) for x in os.environ.get("LOAD_WAIT", "5 15").split())
 CHAIN_DEPTH = 4
+_USER_NUMBER = itertools.count()
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -82,13 +86,14 @@ def _label(dep: dict) -> str:
 class DashTab(HttpUser):
     """One browser tab on one page."""
 
-    wait_time = between(1, 3)
+    wait_time = between(*WAIT)
 
     # ------------------------------------------------------------ renderer model
     def on_start(self) -> None:
         self.tasks_done = 0
         self.components: dict[str, dict] = {}
-        self.page = random.choice(list(PAGES))
+        # users take the pages in turn, so every page gets a third of them
+        self.page = list(PAGES)[next(_USER_NUMBER) % len(PAGES)]
         self.next_export = time.monotonic() + random.uniform(5, 60)
         deps = self.client.get(
             f"{PREFIX}_dash-dependencies", name="load: dependencies"

@@ -98,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spawn-rate", type=float, default=10)
     parser.add_argument("--port", type=int, default=8077)
     parser.add_argument("--max-tasks", type=int, default=60, help="per user")
+    parser.add_argument(
+        "--wait",
+        default="5 15",
+        help="think time range in seconds between a user's actions (default '5 15')",
+    )
     parser.add_argument("--locust", default=str(ROOT / ".venv-load" / "bin" / "locust"))
     args = parser.parse_args(argv)
 
@@ -141,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             f"gunicorn ready on {host} with {len(workers)} workers; "
             f"{args.users} users for {args.seconds} s"
         )
+        load_before = os.getloadavg()[0]
         started = time.monotonic()
         done = subprocess.run(
             [
@@ -152,10 +158,15 @@ def main(argv: list[str] | None = None) -> int:
                 "--loglevel", "WARNING",
             ],
             cwd=ROOT,
-            env={**os.environ, "LOAD_MAX_TASKS": str(args.max_tasks)},
+            env={
+                **os.environ,
+                "LOAD_MAX_TASKS": str(args.max_tasks),
+                "LOAD_WAIT": args.wait,
+            },
             timeout=args.seconds + 180,
         )  # fmt: skip
         elapsed = time.monotonic() - started
+        load_after = os.getloadavg()[0]
     finally:
         sampler.stopped.set()
         if server.poll() is None:
@@ -168,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"Load test: {args.users} users, {args.seconds} s ({elapsed:.0f} s with "
         f"ramp-up and stop), gunicorn {len(workers)} workers on 127.0.0.1, "
-        f"{os.cpu_count()} cores; {total} requests, {errors} errors.",
+        f"{os.cpu_count()} cores; think time {args.wait.replace(' ', '-')} s; "
+        f"{total} requests, {errors} errors. Machine load average (1 min) "
+        f"{load_before:.1f} before, {load_after:.1f} after.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
