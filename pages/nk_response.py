@@ -10,12 +10,12 @@ from analysis.nk_metrics import available_metrics
 from analysis.nk_response import SPLITS, STATE_KEYS, TIMEPOINT_LABELS
 from analysis.response import DEFINITIONS, available_definitions
 from components import ids
+from components.cache import cached_panels
 from components.common import data_error_alert, empty_state, figure_card
 from config import get_settings
 from data import schema
 from data.errors import DataError
 from data.view import cohort_view
-from figures.reports import build_panels
 from figures.template import empty_figure
 
 dash.register_page(__name__, path="/nk-response", name="NK vs response", order=1)
@@ -209,7 +209,8 @@ def update_nk_response(filter_data, metric, definition, timepoint, split, stored
             data_dir=settings.data_dir,
             default_dataset=settings.default_dataset,
         )
-        panels = build_panels(PAGE_ID, view, state)
+        # shared by all workers and users: a view is computed once
+        panels = cached_panels(PAGE_ID, view, state)
     except DataError as err:
         no = dash.no_update
         return (
