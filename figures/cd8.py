@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -507,12 +507,14 @@ def colouring(
         )
     if page.color == "gate" and gate_result is not None:
         member = gate_result.in_gate[shown].astype(np.uint8)
-        return _category_colouring(
+        colouring_ = _category_colouring(
             member,
             ["not in gate", "in gate"],
             [GATE_OUT_COLOR, GATE_IN_COLOR],
             f"{page.gate.name}: {page.gate.phenotype}",
         )
+        what = f"gate membership ({page.gate.name}: {page.gate.phenotype})"
+        return replace(colouring_, what=what)
     patients = data.patients
     if page.color == "patient":
         labels = patients["label"].tolist()
