@@ -166,3 +166,35 @@ def test_secret_key_is_used_for_sessions(tmp_path, mode):
     app = _mini_app(tmp_path, SECRET_KEY="z" * 40)
     assert app.server.secret_key == "z" * 40
     assert app.server.config["SESSION_COOKIE_HTTPONLY"] is True
+
+
+def test_dataset_id_from_browser_is_validated(demo_dir, caplog):
+    """A forged dataset id (path traversal) in a callback body gets a short message."""
+    import app
+
+    client = app.server.test_client()
+    deps = client.get("/_dash-dependencies").get_json()
+    spec = next(d for d in deps if "overview-patients." in d["output"])
+    outputs = [
+        {"id": part.rsplit(".", 1)[0], "property": part.rsplit(".", 1)[1]}
+        for part in spec["output"].strip(".").split("...")
+    ]
+    body = {
+        "output": spec["output"],
+        "outputs": outputs,
+        "inputs": [
+            {
+                "id": "shell-filter",
+                "property": "data",
+                "value": {"dataset": "../../../etc"},
+            }
+        ],
+        "changedPropIds": ["shell-filter.data"],
+        "state": [],
+    }
+    with caplog.at_level(logging.WARNING):
+        response = client.post("/_dash-update-component", json=body)
+    assert response.status_code == 200
+    text = response.get_data(as_text=True)
+    assert "is not a valid dataset name" in text  # shown in the shell's alert
+    assert "Traceback" not in text and "rowData" not in text
