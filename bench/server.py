@@ -81,6 +81,8 @@ class AppServer:
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0
         self.session = requests.Session()
+        #: the app's CACHE_DIR when the caller gives it one
+        self.cache_dir: Path | None = None
 
     @property
     def url(self) -> str:
