@@ -142,3 +142,42 @@ def test_probes_stay_open(server):
     ready = requests.get(server + "readyz", timeout=60)
     assert ready.status_code == 200
     assert ready.json()["default_dataset"]["status"] == "ok"
+
+
+@pytest.mark.browser
+def test_app_renders_in_chromium_with_credentials_behind_prefix(server, demo_dir):
+    """Chromium, sending the Authorization header as a browser does after the login
+    prompt, gets the whole app (scripts, layout, callbacks) under /icb/."""
+    import base64
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = Options()
+    for flag in (
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--window-size=1400,1000", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run",
+    ):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options)
+    try:
+        token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        driver.execute_cdp_cmd("Network.enable", {})
+        driver.execute_cdp_cmd(
+            "Network.setExtraHTTPHeaders",
+            {"headers": {"Authorization": f"Basic {token}"}},
+        )
+        driver.get(server + "?tumor_type=RCC")
+        cohort = pd.read_csv(demo_dir / "cohort.csv")
+        rcc = cohort[cohort["tumor_type"] == "RCC"]
+        expected = f"{len(rcc[['cohort', 'patient_id']].drop_duplicates()):,}"
+        WebDriverWait(driver, 60).until(
+            ec.text_to_be_present_in_element((By.ID, "overview-patients"), expected)
+        )
+        assert driver.current_url.startswith(server)
+    finally:
+        driver.quit()
