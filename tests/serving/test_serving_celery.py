@@ -124,3 +124,27 @@ def _run_job(base: str, worker: subprocess.Popen, tmp_path) -> str:
             assert time.monotonic() < deadline, "job did not finish in 90 s"
             assert worker.poll() is None, (tmp_path / "celery.log").read_text()
             time.sleep(0.3)
+
+
+def test_worker_module_registers_the_apps_background_callbacks(redis_url, tmp_path):
+    """`celery -A worker.celery_app worker` knows every background callback of the
+    real app (e.g. export-all), each as a Celery task."""
+    code = (
+        "import worker, dash\n"
+        "tasks = [t for t in worker.celery_app.tasks"
+        " if t.startswith('background_callback_')]\n"
+        "manager = worker.app._background_manager\n"
+        "print(type(manager).__name__, len(tasks), len(manager.func_registry))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, "REDIS_URL": redis_url, "CACHE_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    kind, n_tasks, n_callbacks = done.stdout.split()[-3:]
+    assert kind == "CeleryManager"
+    assert int(n_tasks) == int(n_callbacks) >= 1
