@@ -24,19 +24,25 @@ def renderer_status() -> dict[str, str]:
     """Status of the export renderer (Kaleido + Chromium), without starting it.
 
     Uses ``figures.export.renderer_status`` when the export module provides one;
-    otherwise reports whether Kaleido and a Chromium binary are installed, with
-    status ``unknown`` (present but not started) or ``missing``.
+    otherwise finds the browser as the export module does and reports ``ok`` (this
+    worker's renderer is running), ``unknown`` (installed, not started yet: it starts
+    on the first export) or ``missing``.
     """
-    if find_spec("figures.export") is not None:
-        check = getattr(import_module("figures.export"), "renderer_status", None)
-        if callable(check):
-            return dict(check())
+    export = import_module("figures.export") if find_spec("figures.export") else None
+    check = getattr(export, "renderer_status", None)
+    if callable(check):
+        return dict(check())
     if find_spec("kaleido") is None:
         return {"status": "missing", "detail": "the kaleido package is not installed"}
-    browser = os.environ.get("BROWSER_PATH") or next(
-        filter(None, map(shutil.which, ("chromium", "chromium-browser", "chrome"))),
-        None,
-    )
+    find = getattr(export, "browser_path", None)
+    if callable(find):  # the same search Kaleido itself will do
+        browser = find()
+    else:
+        browser = os.environ.get("BROWSER_PATH") or next(
+            filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None
+        )
+    if browser and getattr(export, "_RENDERER", None) is not None:
+        return {"status": "ok", "detail": f"renderer running, browser {browser}"}
     if not browser:
         return {
             "status": "missing",

@@ -198,3 +198,13 @@ def test_dataset_id_from_browser_is_validated(demo_dir, caplog):
     text = response.get_data(as_text=True)
     assert "is not a valid dataset name" in text  # shown in the shell's alert
     assert "Traceback" not in text and "rowData" not in text
+
+
+def test_readyz_not_ready_without_renderer(demo_dir, monkeypatch, tmp_path):
+    from components import health
+
+    monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-chromium"))
+    status = health.renderer_status()
+    assert status["status"] == "missing"
+    body, code = health.readiness()
+    assert code == 503 and body["renderer"]["status"] == "missing"
