@@ -163,3 +163,22 @@ def test_gunicorn_config_values(monkeypatch):
     assert "%(q)s" not in conf["access_log_format"]  # no query strings in logs
     assert "%(r)s" not in conf["access_log_format"]
     assert "%(f)s" not in conf["access_log_format"]
+
+
+def test_gunicorn_warns_loudly_on_public_bind_without_auth(monkeypatch, caplog):
+    """The banner is logged by gunicorn's master at start (no socket opened here)."""
+    import logging
+    import runpy
+
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    monkeypatch.setenv("AUTH_MODE", "none")
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    with caplog.at_level(logging.WARNING, logger="gunicorn.error"):
+        conf["on_starting"](None)
+    text = caplog.text
+    assert "SECURITY WARNING" in text and "0.0.0.0" in text and "*" * 40 in text
+    monkeypatch.setenv("HOST", "127.0.0.1")
+    caplog.clear()
+    quiet = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    quiet["on_starting"](None)
+    assert "SECURITY WARNING" not in caplog.text
