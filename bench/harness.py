@@ -93,8 +93,10 @@ def _fmt(value: float | None, unit: str = "") -> str:
         text = f"{value:,.0f}"
     elif abs(value) >= 10:
         text = f"{value:.1f}"
-    else:
+    elif abs(value) >= 0.1 or value == 0:
         text = f"{value:.2f}"
+    else:
+        text = f"{value:.1g}" if abs(value) < 0.001 else f"{value:.3f}"
     return f"{text} {unit}".strip()
 
 
