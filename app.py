@@ -69,6 +69,7 @@ def shell_layout() -> html.Div:
                     fluid=True,
                 ),
                 color="light",
+                dark=False,  # dbc's default (dark) makes the links white on white
                 className="shell-navbar border-bottom mb-3",
             ),
             dbc.Container(

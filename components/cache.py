@@ -23,6 +23,7 @@ from flask import Flask, has_app_context
 from flask_caching import Cache
 
 from config import Settings
+from data.errors import redacted_traceback
 from figures.panel import Panel
 from figures.reports import build_panels
 
@@ -112,14 +113,16 @@ def cached_panels(
     key = panels_key(page, view, state)
     try:
         hit = cache.get(key)
-    except Exception:  # any backend error: build instead of failing the page
-        log.warning("cache read failed; building panels directly", exc_info=True)
+    except Exception as err:  # any backend error: build instead of failing the page
+        log.warning(
+            "cache read failed; building panels directly: %s", redacted_traceback(err)
+        )
         hit = None
     if hit is not None:
         return hit
     panels = build_panels(page, view, state)
     try:
         cache.set(key, panels)
-    except Exception:
-        log.warning("cache write failed", exc_info=True)
+    except Exception as err:
+        log.warning("cache write failed: %s", redacted_traceback(err))
     return panels

@@ -15,17 +15,20 @@ from flask import Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from config import Settings
+from data.errors import redacted_traceback
 
 log = logging.getLogger("icb.server")
 
 # Dash renders its renderer bootstrap and string clientside callbacks as inline
 # <script>s: they are allowed by hash (app.csp_hashes), never by 'unsafe-inline'.
-# No 'unsafe-eval': plotly.js WebGL traces and dash-ag-grid's `{"function": ...}`
-# formatters work without it (tests/pages/test_serving_csp.py checks in Chromium).
+# 'unsafe-eval' is needed by plotly.js itself: its WebGL layer (regl, used by the
+# scattergl UMAP) compiles shaders' JavaScript with `new Function`; without it the
+# UMAP shows "WebGL is not supported" (tests/pages/test_cd8_states.py checks in
+# Chromium). No 'unsafe-inline' for scripts: inline ones are allowed by hash only.
 # Inline styles are set by React components, hence 'unsafe-inline' for styles only.
 _CSP = {
     "default-src": "'self'",
-    "script-src": "'self'",
+    "script-src": "'self' 'unsafe-eval'",
     "style-src": "'self' 'unsafe-inline'",
     "img-src": "'self' data: blob:",
     "font-src": "'self' data:",
@@ -92,8 +95,12 @@ def install_security(app: dash.Dash, settings: Settings) -> None:
             return err  # 404, 405, ...: Werkzeug's short pages carry no detail
         ref = secrets.token_hex(4)
         # path only (no query string, no body): bodies may hold patient identifiers
-        log.exception(
-            "unhandled error ref=%s on %s %s", ref, request.method, request.path
+        log.error(
+            "unhandled error ref=%s on %s %s: %s",
+            ref,
+            request.method,
+            request.path,
+            redacted_traceback(err),
         )
         return _short(
             500,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -71,3 +72,15 @@ class DataError(Exception):
     @property
     def errors(self) -> tuple[Problem, ...]:
         return tuple(p for p in self.problems if p.severity == "error")
+
+
+def redacted_traceback(err: BaseException) -> str:
+    """``err``'s type and stack (file:line in function), without any message text."""
+    frames = traceback.extract_tb(err.__traceback__)
+    lines = [f"  {f.filename}:{f.lineno} in {f.name}" for f in frames]
+    cause = err.__cause__ or err.__context__
+    text = f"{type(err).__module__}.{type(err).__qualname__} (message withheld)\n"
+    text += "\n".join(lines)
+    if cause is not None and cause is not err:
+        text += "\ncaused by " + redacted_traceback(cause)
+    return text

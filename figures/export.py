@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from data.errors import DataError, Problem
+from data.errors import DataError, Problem, redacted_traceback
 from figures.panel import Panel
 from figures.template import FONT_FAMILY
 
@@ -864,7 +864,7 @@ def render(
                 "export a smaller size, or use 'sample' for figures with many points.",
             ) from None
         except Exception as err:
-            log.exception("figure render failed")
+            log.error("figure render failed: %s", redacted_traceback(err))
             raise ExportError(
                 f"the figure could not be rendered ({type(err).__name__}).",
                 "try another format or size; the error was logged on the server.",

@@ -575,14 +575,9 @@ def test_add_and_remove_gate_markers_in_browser(dash_duo, demo_bundle):
 
 
 @pytest.mark.browser
-@pytest.mark.xfail(
-    strict=True,
-    reason="the app's Content-Security-Policy (components/security.py) has no "
-    "'unsafe-eval'; plotly.js's WebGL layer (regl) compiles with new Function, so the "
-    "UMAP shows 'WebGL is not supported'. Remove this mark when the CSP allows it or "
-    "a CSP-safe plotly.js bundle is served.",
-)
 def test_umap_webgl_points_are_drawn_in_browser(dash_duo, demo_bundle):
+    """Under the app's real CSP, plotly.js's WebGL layer can compile: without
+    'unsafe-eval' in script-src the UMAP shows 'WebGL is not supported'."""
     from dash.testing.wait import until
 
     import app

@@ -70,3 +70,30 @@ def test_overview_restores_filter_from_url(dash_duo, demo_bundle):
         "#overview-patients", _n_patients(melanoma), timeout=30
     )
     dash_duo.wait_for_contains_text("#shell-filter-tumor_type", "melanoma", timeout=10)
+
+
+def _blend_on_white(css_color: str) -> float:
+    """Relative luminance (0 black .. 1 white) of a CSS rgb()/rgba() on white."""
+    parts = [float(x) for x in css_color[css_color.index("(") + 1 : -1].split(",")]
+    r, g, b = parts[:3]
+    alpha = parts[3] if len(parts) == 4 else 1.0
+    rgb = [alpha * c + (1 - alpha) * 255 for c in (r, g, b)]
+    return (0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]) / 255
+
+
+@pytest.mark.browser
+def test_every_page_link_is_readable_in_navbar(dash_duo, demo_bundle):
+    """Each page's link is visible (dark text on the white bar), not only the active."""
+    import app
+
+    dash_duo.start_server(app.app, port=free_port())
+    dash_duo.wait_for_element(".shell-nav a.nav-link", timeout=30)
+    links = dash_duo.driver.execute_script(
+        "return Array.from(document.querySelectorAll('.shell-nav a.nav-link'))"
+        ".map(a => [a.textContent, a.className, getComputedStyle(a).color])"
+    )
+    names = [name for name, _cls, _color in links]
+    assert {"Cohort overview", "NK vs response", "CD8 states", "Data"} <= set(names)
+    for name, cls, color in links:
+        if "active" not in cls:  # the active pill is white on blue
+            assert _blend_on_white(color) < 0.6, (name, color)

@@ -62,7 +62,45 @@ def test_unexpected_error_is_short_in_browser_and_detailed_in_log(tmp_path, capl
     assert "secret detail" not in text and "Traceback" not in text
     ref = text.split("reference ")[1].split(")")[0]
     logged = "\n".join(r.getMessage() + str(r.exc_info) for r in caplog.records)
-    assert ref in logged and "secret detail" in logged
+    # the log finds the bug (type, function) but never quotes the message, which
+    # can hold patient identifiers
+    assert ref in logged and "RuntimeError" in logged and "in boom" in logged
+    assert "P123" not in logged and "secret detail" not in logged
+
+
+def test_callback_error_logs_no_message_text(tmp_path, caplog):
+    """A failing callback: the browser gets a reference, the log type and stack only."""
+    from dash import Input, Output, dcc
+
+    from components import ids
+    from components.errors import handle_callback_error
+    from components.security import install_security
+
+    app = dash.Dash(__name__, on_error=handle_callback_error)
+    app.layout = html.Div(
+        [dcc.Store(id="in", data=1), html.Div(id="out"), html.Div(id=ids.ERROR_ALERT)]
+    )
+
+    @app.callback(Output("out", "children"), Input("in", "data"))
+    def explode(_value):
+        raise KeyError("patient SECRET-PT-42 not found")
+
+    install_security(app, load_settings({"CACHE_DIR": str(tmp_path)}))
+    body = {
+        "output": "out.children",
+        "outputs": {"id": "out", "property": "children"},
+        "inputs": [{"id": "in", "property": "data", "value": 1}],
+        "changedPropIds": ["in.data"],
+        "state": [],
+    }
+    with caplog.at_level(logging.WARNING, logger="icb"):
+        response = app.server.test_client().post("/_dash-update-component", json=body)
+    text = response.get_data(as_text=True)
+    assert "SECRET-PT-42" not in text and "Traceback" not in text
+    ref = text.split("reference ")[1].split(")")[0]
+    logged = "\n".join(r.getMessage() + str(r.exc_info) for r in caplog.records)
+    assert ref in logged and "KeyError" in logged and "in explode" in logged
+    assert "SECRET-PT-42" not in logged
 
 
 def test_http_errors_keep_their_status(tmp_path):
