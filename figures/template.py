@@ -45,12 +45,14 @@ def register_template() -> None:
         margin={"l": 60, "r": 20, "t": 60, "b": 60},
         title={"x": 0.0, "xanchor": "left", "font": {"size": 15}},
         xaxis={
+            "automargin": True,  # long rotated category labels are not clipped
             "showline": True,
             "linecolor": "#444",
             "ticks": "outside",
             "zeroline": False,
         },
         yaxis={
+            "automargin": True,
             "showline": True,
             "linecolor": "#444",
             "ticks": "outside",
