@@ -1,4 +1,10 @@
-"""Survival by NK group: Kaplan-Meier, log-rank, Cox hazard ratio per SD (lifelines).
+"""Survival by NK group: Kaplan-Meier and log-rank (statsmodels), Cox HR per SD.
+
+The Cox model has one covariate, so it is fitted here with numpy (Efron ties,
+optional strata), checked against lifelines and statsmodels in the tests; lifelines
+took 40-140 ms per fit and the NK page fits four per view. Kaplan-Meier and log-rank
+use statsmodels (`SurvfuncRight`, `survdiff`): lifelines took ~35 ms per endpoint,
+statsmodels under 1 ms.
 
 One row per patient. Fits that cannot give a trustworthy number (too few patients or
 events, no convergence, separation) return a ``message`` and NaN, never a number.
@@ -7,12 +13,12 @@ events, no convergence, separation) return a ``message`` and NaN, never a number
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from analysis.stats import MIN_GROUP, Z95
 
@@ -31,7 +37,7 @@ class KMCurve:
     survival: tuple[float, ...]
     censor_times: tuple[float, ...]
     censor_survival: tuple[float, ...]
-    median: float  # NaN when the curve never reaches 0.5
+    median: float  # inf when the curve never reaches 0.5
 
 
 @dataclass(frozen=True)
@@ -87,8 +93,7 @@ def kaplan_meier(
     endpoint
         Name of the endpoint for messages (``"Overall survival"``).
     """
-    from lifelines import KaplanMeierFitter
-    from lifelines.statistics import multivariate_logrank_test
+    from statsmodels.duration.survfunc import SurvfuncRight, survdiff
 
     if time not in frame.columns or event not in frame.columns:
         return KMResult(endpoint, message=f"{endpoint}: no data in this dataset.")
@@ -96,26 +101,33 @@ def kaplan_meier(
     data = data[data[group].isin(order)]
     if data.empty:
         return KMResult(endpoint, message=f"{endpoint}: no patient has follow-up data.")
+    durations = data[time].to_numpy(dtype=float)
+    observed = data[event].to_numpy(dtype=float)
+    labels = data[group].to_numpy()
     curves = []
     for name in order:
-        part = data[data[group] == name]
-        if part.empty:
+        mask = labels == name
+        if not mask.any():
             continue
-        km = KaplanMeierFitter().fit(part[time], part[event], label=name)
-        sf = km.survival_function_.iloc[:, 0]
-        censored = part.loc[part[event] == 0, time].to_numpy(dtype=float)
+        t, e = durations[mask], observed[mask]
+        fit = SurvfuncRight(t, e)
+        # the step function at 0 and at every observed time (events and censoring)
+        timeline = np.unique(np.r_[0.0, t])
+        survival = _step_at(fit.surv_times, fit.surv_prob, timeline)
+        censored = t[e == 0]
+        below = timeline[survival <= 0.5]
         curves.append(
             KMCurve(
                 group=name,
-                n=len(part),
-                events=int(part[event].sum()),
-                times=tuple(float(t) for t in sf.index),
-                survival=tuple(float(s) for s in sf.to_numpy()),
-                censor_times=tuple(float(t) for t in censored),
+                n=int(mask.sum()),
+                events=int(e.sum()),
+                times=tuple(float(v) for v in timeline),
+                survival=tuple(float(v) for v in survival),
+                censor_times=tuple(float(v) for v in censored),
                 censor_survival=tuple(
-                    float(s) for s in km.survival_function_at_times(censored)
+                    float(v) for v in _step_at(fit.surv_times, fit.surv_prob, censored)
                 ),
-                median=float(km.median_survival_time_),
+                median=float(below[0]) if len(below) else math.inf,
             )
         )
     risk_times = _risk_times(float(data[time].max()))
@@ -138,13 +150,24 @@ def kaplan_meier(
             message=f"{endpoint}: only {events} events; at least {MIN_EVENTS} needed "
             "for a log-rank test.",
         )
-    res = multivariate_logrank_test(data[time], data[group], data[event])
+    statistic, p = survdiff(durations, observed, labels)
     return _replace(
         base,
-        logrank_statistic=float(res.test_statistic),
+        logrank_statistic=float(statistic),
         logrank_df=len(curves) - 1,
-        logrank_p=float(res.p_value),
+        logrank_p=float(p),
     )
+
+
+def _step_at(
+    event_times: np.ndarray, survival: np.ndarray, at: np.ndarray
+) -> np.ndarray:
+    """Right-continuous survival step function (1 before the first event) at ``at``."""
+    at = np.asarray(at, dtype=float)
+    if len(event_times) == 0:  # no event in the group: the curve stays at 1
+        return np.ones(len(at))
+    index = np.searchsorted(event_times, at, side="right") - 1
+    return np.where(index >= 0, survival[np.clip(index, 0, None)], 1.0)
 
 
 def _replace(result, **changes):
@@ -195,9 +218,6 @@ def cox_per_sd(
     strata
         Column to stratify by, or ``None`` for the unadjusted model.
     """
-    from lifelines import CoxPHFitter
-    from lifelines.exceptions import ConvergenceError, ConvergenceWarning
-
     model = (
         "unadjusted" if strata is None else f"stratified by {strata.replace('_', ' ')}"
     )
@@ -222,16 +242,13 @@ def cox_per_sd(
         )
     data["z"] = (data["value"] - data["value"].mean()) / sd
     data = data.drop(columns="value")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", ConvergenceWarning)
-            fit = CoxPHFitter().fit(
-                data,
-                duration_col=time,
-                event_col=event,
-                strata=[strata] if strata else None,
-            )
-    except (ConvergenceError, ConvergenceWarning, np.linalg.LinAlgError):
+    fit = cox_efron_1d(
+        data[time].to_numpy(dtype=float),
+        data[event].to_numpy(dtype=float),
+        data["z"].to_numpy(dtype=float),
+        strata=data[strata].to_numpy() if strata else None,
+    )
+    if fit is None:
         return CoxResult(
             endpoint,
             model,
@@ -239,8 +256,7 @@ def cox_per_sd(
             events,
             message=f"{endpoint}: the Cox model did not converge; no hazard ratio.",
         )
-    beta = float(fit.params_["z"])
-    se = float(fit.standard_errors_["z"])
+    beta, se = fit
     if not (math.isfinite(beta) and math.isfinite(se)) or se > 10:
         return CoxResult(
             endpoint,
@@ -257,6 +273,95 @@ def cox_per_sd(
         hr=math.exp(beta),
         ci_low=math.exp(beta - Z95 * se),
         ci_high=math.exp(beta + Z95 * se),
-        p=float(fit.summary.loc["z", "p"]),
+        p=float(2 * stats.norm.sf(abs(beta / se))),
         metric_sd=sd,
     )
+
+
+def _efron_terms(
+    beta: float, time: np.ndarray, event: np.ndarray, x: np.ndarray
+) -> tuple[float, float, float]:
+    """Efron partial log-likelihood, its gradient and information, one stratum.
+
+    For each distinct event time with ``d`` tied events, Efron's approximation
+    removes ``l/d`` of the tied events' weight from the risk set for the
+    ``l``-th of them (l = 0..d-1).
+    """
+    order = np.argsort(time, kind="mergesort")
+    time, event, x = time[order], event[order], x[order]
+    w = np.exp(beta * x)
+    # risk set at t: everyone with time >= t (reverse cumulative sums)
+    s0 = np.cumsum(w[::-1])[::-1]
+    s1 = np.cumsum((w * x)[::-1])[::-1]
+    s2 = np.cumsum((w * x * x)[::-1])[::-1]
+    is_event = event > 0
+    if not is_event.any():
+        return 0.0, 0.0, 0.0
+    event_times, ties = np.unique(time[is_event], return_counts=True)
+    start = np.searchsorted(time, event_times, side="left")  # first row at risk
+    slot = np.searchsorted(event_times, time[is_event])  # each event's time slot
+    d0 = np.bincount(slot, weights=w[is_event], minlength=len(event_times))
+    d1 = np.bincount(slot, weights=(w * x)[is_event], minlength=len(event_times))
+    d2 = np.bincount(slot, weights=(w * x * x)[is_event], minlength=len(event_times))
+    # one entry per event: l = 0..d-1 within its tie group
+    k = np.repeat(np.arange(len(event_times)), ties)
+    frac = (np.arange(len(k)) - np.repeat(np.cumsum(ties) - ties, ties)) / ties[k]
+    a0 = s0[start][k] - frac * d0[k]
+    a1 = s1[start][k] - frac * d1[k]
+    a2 = s2[start][k] - frac * d2[k]
+    mean = a1 / a0
+    loglik = float(beta * x[is_event].sum() - np.log(a0).sum())
+    gradient = float(x[is_event].sum() - mean.sum())
+    information = float((a2 / a0 - mean**2).sum())
+    return loglik, gradient, information
+
+
+def cox_efron_1d(
+    time: np.ndarray,
+    event: np.ndarray,
+    x: np.ndarray,
+    *,
+    strata: np.ndarray | None = None,
+    max_iter: int = 50,
+    tol: float = 1e-9,
+) -> tuple[float, float] | None:
+    """Cox proportional-hazards fit of one covariate (Efron ties, optional strata).
+
+    Newton-Raphson with step halving on the partial likelihood; returns the
+    coefficient and its standard error (inverse observed information), or
+    ``None`` when it does not converge. Same model as lifelines' ``CoxPHFitter``
+    and statsmodels' ``PHReg(ties="efron")`` (tests compare with both), in ~1 ms
+    instead of 40-140 ms per fit (lifelines, measured on 460 patients): the NK page
+    fits four models per view.
+    """
+    groups = (
+        [np.ones(len(time), dtype=bool)]
+        if strata is None
+        else [strata == level for level in pd.unique(strata)]
+    )
+    parts = [(time[g], event[g], x[g]) for g in groups]
+
+    def terms(beta: float) -> tuple[float, float, float]:
+        totals = [_efron_terms(beta, *part) for part in parts]
+        return tuple(float(sum(v)) for v in zip(*totals, strict=True))
+
+    beta = 0.0
+    loglik, gradient, information = terms(beta)
+    for _ in range(max_iter):
+        if not information > 0:
+            return None
+        step = gradient / information
+        for _halving in range(30):
+            new = terms(beta + step)
+            if new[0] >= loglik - 1e-12:
+                break
+            step /= 2
+        else:
+            return None
+        beta += step
+        loglik, gradient, information = new
+        if abs(step) < tol:
+            if not information > 0:
+                return None
+            return beta, 1 / math.sqrt(information)
+    return None

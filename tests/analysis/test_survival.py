@@ -1,4 +1,4 @@
-"""Survival statistics against hand computation and statsmodels PHReg."""
+"""Survival statistics against hand computation, statsmodels PHReg and lifelines."""
 
 from __future__ import annotations
 
@@ -116,6 +116,92 @@ def test_cox_hr_per_sd_matches_statsmodels_phreg():
     )
     assert math.log(adjusted.hr) == pytest.approx(strat.params[0], rel=1e-4)
     assert adjusted.model == "stratified by tumor type"
+
+
+def test_kaplan_meier_and_logrank_match_lifelines_three_groups():
+    from lifelines import KaplanMeierFitter
+    from lifelines.statistics import multivariate_logrank_test
+
+    frame = _survival_frame(n=150, seed=11)
+    frame["os_months"] = frame["os_months"].round(0)  # ties
+    frame["g"] = pd.qcut(frame["value"], 3, labels=["low", "mid", "high"]).astype(str)
+    out = kaplan_meier(
+        frame, time="os_months", event="os_event", group="g",
+        order=["low", "mid", "high"], endpoint="OS",
+    )  # fmt: skip
+    for curve in out.curves:
+        part = frame[frame["g"] == curve.group]
+        ref = KaplanMeierFitter().fit(part["os_months"], part["os_event"])
+        sf = ref.survival_function_.iloc[:, 0]
+        assert list(curve.times) == pytest.approx(list(sf.index))
+        assert list(curve.survival) == pytest.approx(list(sf.to_numpy()), abs=1e-12)
+        assert curve.median == ref.median_survival_time_
+        censored = part.loc[part["os_event"] == 0, "os_months"]
+        assert list(curve.censor_survival) == pytest.approx(
+            list(ref.survival_function_at_times(censored).to_numpy()), abs=1e-12
+        )
+    ref = multivariate_logrank_test(frame["os_months"], frame["g"], frame["os_event"])
+    assert out.logrank_statistic == pytest.approx(ref.test_statistic, rel=1e-9)
+    assert out.logrank_p == pytest.approx(ref.p_value, rel=1e-9)
+    assert out.logrank_df == 2
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("strata", [None, "tumor_type"])
+def test_cox_matches_lifelines_with_heavy_ties(seed, strata):
+    """Times rounded to whole months: many tied events, where Efron matters."""
+    from lifelines import CoxPHFitter
+
+    frame = _survival_frame(n=200, seed=seed)
+    frame["os_months"] = frame["os_months"].round(0).clip(lower=1)
+    z = (frame["value"] - frame["value"].mean()) / frame["value"].std(ddof=1)
+    data = pd.DataFrame(
+        {"z": z, "t": frame["os_months"], "e": frame["os_event"]}
+        | ({strata: frame[strata]} if strata else {})
+    )
+    ref = CoxPHFitter().fit(
+        data, duration_col="t", event_col="e", strata=[strata] if strata else None
+    )
+    out = cox_per_sd(
+        frame, time="os_months", event="os_event", endpoint="OS", strata=strata
+    )
+    assert math.log(out.hr) == pytest.approx(ref.params_["z"], rel=1e-6)
+    se = (math.log(out.ci_high) - math.log(out.ci_low)) / (2 * 1.959963984540054)
+    assert se == pytest.approx(ref.standard_errors_["z"], rel=1e-6)
+    assert out.p == pytest.approx(ref.summary.loc["z", "p"], rel=1e-5)
+
+
+def test_cox_two_tied_events_by_hand():
+    """Efron for 4 subjects, x = (0, 1, 0, 1), times (1, 1, 2, 3), all events.
+
+    At t=1 both events tie; risk set all four: S0 = 2 + 2e^b, tied weight
+    D0 = 1 + e^b. Efron: log L = b - log(S0) - log(S0 - D0/2) + [t=2: 0 - log(1 + e^b)]
+    + [t=3: b - log(e^b)] = b - log(2+2e^b) - log(1.5+1.5e^b) - log(1+e^b).
+    dlogL/db = 1 - 3 e^b/(1+e^b) = 0  ->  e^b = 1/2.
+    """
+    from analysis.survival import cox_efron_1d
+
+    beta, se = cox_efron_1d(
+        np.array([1.0, 1.0, 2.0, 3.0]),
+        np.array([1.0, 1.0, 1.0, 1.0]),
+        np.array([0.0, 1.0, 0.0, 1.0]),
+    )
+    assert beta == pytest.approx(math.log(0.5), abs=1e-9)
+    # information = 3 p (1 - p) with p = e^b / (1 + e^b) = 1/3
+    assert se == pytest.approx(1 / math.sqrt(3 * (1 / 3) * (2 / 3)), rel=1e-9)
+
+
+def test_cox_separation_gives_message():
+    """Every event in the high-metric patients, in time order: no finite HR."""
+    frame = pd.DataFrame(
+        {
+            "value": np.arange(20, dtype=float),
+            "os_months": np.r_[np.arange(1, 11), np.full(10, 50.0)][::-1],
+            "os_event": np.r_[np.zeros(10), np.ones(10)],
+        }
+    )
+    out = cox_per_sd(frame, time="os_months", event="os_event", endpoint="OS")
+    assert math.isnan(out.hr) and out.message
 
 
 def test_too_few_events_gives_message_not_numbers():

@@ -207,6 +207,21 @@ def test_custom_size_png(renderer):
     assert Image.open(io.BytesIO(out.content)).size == (1000, 600)
 
 
+def test_renderer_chromium_runs_at_lower_cpu_priority(renderer):
+    """Exports must not starve other users' callbacks: Chromium is niced."""
+    import psutil
+
+    for _ in range(2):  # processes started during a render are reniced at the next
+        export.render(go.Figure(go.Bar(x=[1], y=[1])), fmt="png", width=200, height=200)
+    children = psutil.Process().children(recursive=True)
+    browsers = [c for c in children if "chrom" in c.name().lower()]
+    assert browsers, "no Chromium child process found"
+    for process in browsers:
+        for thread in process.threads():
+            nice = os.getpriority(os.PRIO_PROCESS, thread.id)
+            assert nice >= export.RENDER_NICENESS, (process.name(), thread.id, nice)
+
+
 def test_svg_parses_and_carries_provenance(renderer):
     settings = ExportSettings(format="svg", preset="single", caption=True)
     out = export.export_figure(_panel(), settings, page="nk-response")
