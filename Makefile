@@ -51,8 +51,10 @@ $(LOAD_VENV)/.installed: requirements-load.txt
 LOAD_USERS ?= 50
 LOAD_SECONDS ?= 60
 LOAD_WAIT ?= 5 15
+LOAD_SPAWN_RATE ?= 1
+LOAD_ARGS ?=
 loadtest: demo $(LOAD_VENV)/.installed
-	$(PY) loadtest/run.py --users $(LOAD_USERS) --seconds $(LOAD_SECONDS) --wait "$(LOAD_WAIT)" --locust $(LOAD_VENV)/bin/locust
+	$(PY) loadtest/run.py --users $(LOAD_USERS) --seconds $(LOAD_SECONDS) --wait "$(LOAD_WAIT)" --spawn-rate $(LOAD_SPAWN_RATE) --locust $(LOAD_VENV)/bin/locust $(LOAD_ARGS)
 
 ## bench: benchmarks at 10k/100k/1M cells beside the naive reference and CELLxGENE (< 30 min; README, "Performance")
 bench: install

@@ -70,3 +70,13 @@ def on_starting(server) -> None:
         log.warning("*" * 78)
         log.warning(warning)
         log.warning("*" * 78)
+
+
+def post_worker_init(worker) -> None:
+    """Read the default dataset before this worker takes requests (after the fork)."""
+    from components.health import warm_up
+
+    seconds = warm_up()
+    logging.getLogger("gunicorn.error").info(
+        "worker %s: default dataset loaded in %.1f s", worker.pid, seconds
+    )

@@ -7,8 +7,10 @@ reads, and a figure renderer for exports is present.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import time
 from importlib import import_module
 from importlib.util import find_spec
 
@@ -16,8 +18,11 @@ import dash
 from flask import jsonify
 
 from config import get_settings
+from data.cells import cell_obs
 from data.errors import DataError
 from data.registry import get_bundle, list_datasets
+
+log = logging.getLogger("icb.health")
 
 
 def renderer_status() -> dict[str, str]:
@@ -50,6 +55,28 @@ def renderer_status() -> dict[str, str]:
             "set BROWSER_PATH",
         }
     return {"status": "unknown", "detail": f"kaleido installed, browser {browser}"}
+
+
+def warm_up() -> float:
+    """Load the default dataset into this worker's caches; seconds taken.
+
+    Called by each gunicorn worker before it accepts requests (gunicorn.conf.py), so
+    the first lab member to reach a worker does not wait for the cohort, the cell
+    metadata and the cell store to be read. A dataset that does not load is left
+    to the pages (they show the problem); the worker starts anyway.
+    """
+    settings = get_settings()
+    started = time.perf_counter()
+    try:
+        bundle = get_bundle(settings.default_dataset, settings.data_dir)
+        cell_obs(bundle)  # the cell store: metadata, embedding, gene index
+    except (DataError, OSError) as err:
+        log.warning(
+            "worker warm-up: default dataset %r not loaded (%s)",
+            settings.default_dataset,
+            type(err).__name__,
+        )
+    return time.perf_counter() - started
 
 
 def readiness() -> tuple[dict[str, object], int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -420,10 +421,15 @@ def _check_patient_consistency(frame: pd.DataFrame, *, file: str) -> list[Proble
     problems = []
     patient_fields = ["tumor_type", "treatment", "recist"]
     patient_fields += [c for c in schema.OPTIONAL_COLUMNS if c in frame.columns]
-    grouped = frame.groupby(list(schema.PATIENT_KEY), sort=False)
+    # one integer code per patient and per value (missing counts as a value), then
+    # a vectorised distinct count: a Python function per patient took 0.8 s for a
+    # million-cell dataset's cohort
+    patient = frame.groupby(list(schema.PATIENT_KEY), sort=False).ngroup().to_numpy()
     for column in patient_fields:
-        n_distinct = grouped[column].transform(lambda s: s.astype(str).nunique())
-        bad = n_distinct > 1
+        values = pd.factorize(frame[column].astype(str))[0]
+        pairs = pd.DataFrame({"patient": patient, "value": values}).drop_duplicates()
+        distinct = np.bincount(pairs["patient"].to_numpy(), minlength=patient.max() + 1)
+        bad = pd.Series(distinct[patient] > 1, index=frame.index)
         if bad.any():
             first = frame.loc[bad].iloc[0]
             problems.append(
@@ -449,8 +455,19 @@ def read_cell_obs(
     """Read ``obs``, the shapes of ``obsm`` entries and the matrix shape of an h5ad.
 
     Only the small parts are read (no expression matrix), so this is cheap for a
-    million cells.
+    million cells. The result is cached per process for the file's current version
+    (validation, the cell store and the pages share one read): never modify the
+    returned frame in place.
     """
+    path = Path(path)
+    stat = path.stat()
+    return _read_cell_obs(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=2)
+def _read_cell_obs(
+    path: str, _mtime_ns: int, _size: int
+) -> tuple[pd.DataFrame, dict[str, tuple[int, ...]], tuple[int, int]]:
     import anndata
     import h5py
 

@@ -274,12 +274,6 @@ def open_cell_store(path: Path | str) -> CellStore:
     return _cell_store(str(path), stat.st_mtime, stat.st_size)
 
 
-@lru_cache(maxsize=4)
-def _cell_obs(path: str, mtime: float) -> pd.DataFrame:
-    obs, _, _ = read_cell_obs(Path(path))
-    return obs
-
-
 def cell_obs(bundle: Bundle) -> pd.DataFrame:
     """``obs`` of the bundle's ``cd8_cells.h5ad`` (empty frame when it has none).
 
@@ -287,8 +281,7 @@ def cell_obs(bundle: Bundle) -> pd.DataFrame:
     """
     if not bundle.has_cells:
         return pd.DataFrame(columns=["sample_id", "patient_id", "cd8_state"])
-    path = bundle.cells_path
-    return _cell_obs(str(path), path.stat().st_mtime)
+    return cell_store(bundle).obs
 
 
 def cells_per_sample(bundle: Bundle) -> pd.Series:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import signal
 import socket
@@ -95,7 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=60)
-    parser.add_argument("--spawn-rate", type=float, default=10)
+    parser.add_argument(
+        "--spawn-rate",
+        type=float,
+        default=1,
+        help="users started per second (default 1: a lab does not open the app in "
+        "the same second); statistics are reset once all users run, unless "
+        "--keep-ramp-up",
+    )
+    parser.add_argument(
+        "--keep-ramp-up",
+        action="store_true",
+        help="include the ramp-up in the statistics (the run then lasts --seconds)",
+    )
     parser.add_argument("--port", type=int, default=8077)
     parser.add_argument("--max-tasks", type=int, default=60, help="per user")
     parser.add_argument(
@@ -146,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             f"gunicorn ready on {host} with {len(workers)} workers; "
             f"{args.users} users for {args.seconds} s"
         )
+        ramp_up = 0 if args.keep_ramp_up else math.ceil(args.users / args.spawn_rate)
         load_before = os.getloadavg()[0]
         started = time.monotonic()
         done = subprocess.run(
@@ -153,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.locust, "-f", str(ROOT / "loadtest" / "locustfile.py"),
                 "--headless", "--users", str(args.users),
                 "--spawn-rate", str(args.spawn_rate),
-                "--run-time", f"{args.seconds}s", "--stop-timeout", "30",
+                "--run-time", f"{args.seconds + ramp_up}s", "--stop-timeout", "30",
+                *([] if args.keep_ramp_up else ["--reset-stats"]),
                 "--host", host, "--csv", str(RESULTS / "run"), "--only-summary",
                 "--loglevel", "WARNING",
             ],
@@ -163,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                 "LOAD_MAX_TASKS": str(args.max_tasks),
                 "LOAD_WAIT": args.wait,
             },
-            timeout=args.seconds + 180,
+            timeout=args.seconds + ramp_up + 180,
         )  # fmt: skip
         elapsed = time.monotonic() - started
         load_after = os.getloadavg()[0]
@@ -177,8 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     rows, errors, total = _table(RESULTS / "run_stats.csv")
     header = ["request", "n", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms"]
     lines = [
-        f"Load test: {args.users} users, {args.seconds} s ({elapsed:.0f} s with "
-        f"ramp-up and stop), gunicorn {len(workers)} workers on 127.0.0.1, "
+        f"Load test: {args.users} users started at {args.spawn_rate:g}/s, then "
+        f"{args.seconds} s with all of them ("
+        + (
+            "statistics include the ramp-up"
+            if args.keep_ramp_up
+            else f"statistics from these {args.seconds} s only, ramp-up of "
+            f"{ramp_up} s excluded"
+        )
+        + f"; {elapsed:.0f} s in all), gunicorn {len(workers)} workers on 127.0.0.1, "
         f"{os.cpu_count()} cores; think time {args.wait.replace(' ', '-')} s; "
         f"{total} requests, {errors} errors. Machine load average (1 min) "
         f"{load_before:.1f} before, {load_after:.1f} after.",

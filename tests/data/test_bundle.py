@@ -121,6 +121,25 @@ def test_duplicate_sample_id(bundle_factory):
     assert "duplicated" in text
 
 
+def test_patient_fields_must_agree_across_samples(bundle_factory):
+    """A patient's tumor type differs between samples; the same patient id in the
+    other cohort is another patient; a missing value against a present one differs."""
+    cohort = small_cohort()
+    cohort.loc[1, "tumor_type"] = "NSCLC"  # A-P1-on: A/P1 was melanoma (row 2)
+    cohort.loc[11, "os_months"] = np.nan  # B-P4-on: B/P4 had a value (row 12)
+    text = _error_text(bundle_factory(cohort))
+    assert "column `tumor_type`, rows 2, 3: differs between samples" in text
+    assert "patient `P1` in cohort `A`" in text
+    assert "column `os_months`, rows 12, 13" in text
+    # P1 in cohort B has one sample: not part of the problem
+    assert "rows 2, 3, 8" not in text
+
+
+def test_patient_fields_consistent_in_small_cohort(bundle_factory):
+    bundle = load_bundle(bundle_factory(small_cohort()))
+    assert len(bundle.cohort) == 12
+
+
 def test_empty_file(bundle_factory):
     text = _error_text(bundle_factory(""))
     assert "cohort.csv: the file is empty" in text

@@ -246,3 +246,27 @@ def test_readyz_not_ready_without_renderer(demo_dir, monkeypatch, tmp_path):
     assert status["status"] == "missing"
     body, code = health.readiness()
     assert code == 503 and body["renderer"]["status"] == "missing"
+
+
+def test_worker_warm_up_loads_default_dataset(demo_dir):
+    """gunicorn's post_worker_init hook: cohort, cell metadata and store are cached."""
+    from components.health import warm_up
+    from data import cells, registry
+
+    registry._load_cached.cache_clear()
+    cells._cell_store.cache_clear()
+    seconds = warm_up()
+    assert seconds > 0
+    assert registry._load_cached.cache_info().currsize == 1
+    assert cells._cell_store.cache_info().currsize == 1
+
+
+def test_worker_warm_up_survives_a_broken_default(tmp_path, monkeypatch, caplog):
+    from components import health
+    from config import load_settings
+
+    settings = load_settings({"DATA_DIR": str(tmp_path), "DEFAULT_DATASET": "absent"})
+    monkeypatch.setattr(health, "get_settings", lambda: settings)
+    with caplog.at_level(logging.WARNING, logger="icb.health"):
+        health.warm_up()
+    assert "not loaded" in caplog.text
