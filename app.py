@@ -147,6 +147,22 @@ app = create_app()
 server = app.server
 
 
+def warm_up_worker() -> float:
+    """Finish start-up in a fresh gunicorn worker before it serves; seconds taken.
+
+    Dash completes its set-up (copying the pages' callbacks into the app) on the
+    first request, and not thread-safely: it marks the set-up done before copying,
+    so a second thread's first request can find no callback ("Callback function not
+    found", HTTP 500; seen with gthread workers under concurrent first requests).
+    One request here, before the worker's threads start, does it once. Then the
+    default dataset is read into this worker's caches.
+    """
+    from components.health import warm_up
+
+    server.test_client().get(f"{get_settings().url_prefix}healthz")
+    return warm_up()
+
+
 if __name__ == "__main__":
     settings = get_settings()
     app.run(

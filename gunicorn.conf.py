@@ -73,10 +73,10 @@ def on_starting(server) -> None:
 
 
 def post_worker_init(worker) -> None:
-    """Read the default dataset before this worker takes requests (after the fork)."""
-    from components.health import warm_up
+    """Finish Dash's set-up and read the default dataset before taking requests."""
+    from app import warm_up_worker
 
-    seconds = warm_up()
+    seconds = warm_up_worker()
     logging.getLogger("gunicorn.error").info(
         "worker %s: default dataset loaded in %.1f s", worker.pid, seconds
     )

@@ -270,3 +270,23 @@ def test_worker_warm_up_survives_a_broken_default(tmp_path, monkeypatch, caplog)
     with caplog.at_level(logging.WARNING, logger="icb.health"):
         health.warm_up()
     assert "not loaded" in caplog.text
+
+
+def test_worker_warm_up_finishes_dash_setup_before_serving(demo_dir):
+    """In a fresh process (as a gunicorn worker), warm-up copies every page callback
+    into the app, so concurrent first requests cannot race Dash's lazy set-up."""
+    import subprocess
+    import sys
+
+    code = (
+        "import app, dash._callback as c;"
+        "before = len(app.app.callback_map);"
+        "app.warm_up_worker();"
+        "print(before, len(app.app.callback_map), len(c.GLOBAL_CALLBACK_MAP))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+        timeout=120, check=True,
+    )  # fmt: skip
+    before, after, pending = map(int, out.stdout.split()[-3:])
+    assert before == 0 and after > 10 and pending == 0
