@@ -56,7 +56,7 @@ class Settings:
     redis_url: str | None = field(default=None, repr=False)
     # gunicorn (gunicorn.conf.py); defaults suit a 2-core server
     workers: int = 3
-    threads: int = 2
+    threads: int = 4
     timeout: int = 120
 
     @property
@@ -203,7 +203,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         max_points_on_screen=_int(env, "MAX_POINTS", 200_000, 1_000, 5_000_000),
         redis_url=redis_url,
         workers=_int(env, "WORKERS", 3, 1, 64),
-        threads=_int(env, "THREADS", 2, 1, 64),
+        threads=_int(env, "THREADS", 4, 1, 64),
         timeout=_int(env, "TIMEOUT", 120, 10, 3600),
         **auth,
     )

@@ -33,7 +33,7 @@ except ValueError:
 bind = [f"{_settings.host}:{_settings.port}"]
 # Each worker is a process with its own read-only dataset cache; threads let one
 # worker overlap requests that wait (HDF5 reads hold a lock, exports wait on the
-# renderer). Default 3 workers x 2 threads on 2 cores (WORKERS, THREADS).
+# renderer). Default 3 workers x 4 threads on 2 cores (WORKERS, THREADS).
 workers = _settings.workers
 threads = _settings.threads
 worker_class = "gthread"

@@ -41,6 +41,12 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 import pandas as pd
+
+# PIL.Image is imported at start-up, before any request thread runs: plotly's JSON
+# encoder (used by Dash for every callback answer) looks it up lazily, and a first
+# import in an export thread raced it ("module 'PIL' has no attribute 'Image'",
+# HTTP 500 seen once in the load test).
+import PIL.Image  # noqa: F401
 import plotly.graph_objects as go
 
 from data.errors import DataError, Problem, redacted_traceback

@@ -48,6 +48,33 @@ def _loopback_only(environment, **_kwargs) -> None:
         raise SystemExit(f"load tests target loopback only, not {host!r}")
 
 
+# Every request's time once all users run (the statistics window): run.py computes
+# exact percentiles over groups of request types (e.g. everything but exports).
+TIMES_FILE = os.environ.get("LOAD_TIMES_FILE")
+_times: list[tuple[str, float]] = []
+
+
+@events.request.add_listener
+def _record(name, response_time, exception=None, **kwargs) -> None:
+    if TIMES_FILE and _counting["on"] and exception is None:
+        _times.append((name, response_time))
+
+
+_counting = {"on": os.environ.get("LOAD_KEEP_RAMP_UP") == "1"}
+
+
+@events.spawning_complete.add_listener
+def _start_counting(**_kwargs) -> None:
+    _counting["on"] = True
+
+
+@events.quitting.add_listener
+def _write_times(**_kwargs) -> None:
+    if TIMES_FILE:
+        with open(TIMES_FILE, "w") as handle:
+            handle.writelines(f"{ms:.1f}\t{name}\n" for name, ms in _times)
+
+
 def _key(cid) -> str:
     """Dash's string form of a component id (dict ids: sorted compact JSON)."""
     if isinstance(cid, dict):

@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 import requests
 
@@ -67,6 +68,32 @@ class MemorySampler(threading.Thread):
                     continue
                 self.peak[worker.pid] = max(self.peak.get(worker.pid, 0), rss)
             self.helpers_peak = max(self.helpers_peak, helpers)
+
+
+def _interactive_row(times_tsv: Path) -> list[str]:
+    """Exact p50/p95/p99 over every successful request except exports.
+
+    The target (p95 < 500 ms for everything but exports) is about what a user waits
+    for after a click; locust's CSV only has percentiles per request type.
+    """
+    times = []
+    if times_tsv.exists():
+        for line in times_tsv.read_text().splitlines():
+            ms, name = line.split("\t", 1)
+            if not name.startswith("export:"):
+                times.append(float(ms))
+    if not times:
+        return ["**all but exports**", "0", "", "N/A", "N/A", "N/A", "N/A"]
+    p50, p95, p99 = np.percentile(times, [50, 95, 99])
+    return [
+        "**all but exports**",
+        str(len(times)),
+        "",
+        f"{p50:.0f}",
+        f"{p95:.0f}",
+        f"{p99:.0f}",
+        f"{max(times):.0f}",
+    ]
 
 
 def _table(stats_csv: Path) -> tuple[list[list[str]], int, int]:
@@ -176,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             env={
                 **os.environ,
                 "LOAD_MAX_TASKS": str(args.max_tasks),
+                "LOAD_TIMES_FILE": str(RESULTS / "times.tsv"),
+                "LOAD_KEEP_RAMP_UP": "1" if args.keep_ramp_up else "0",
                 "LOAD_WAIT": args.wait,
             },
             timeout=args.seconds + ramp_up + 180,
@@ -190,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         server_log.close()
 
     rows, errors, total = _table(RESULTS / "run_stats.csv")
+    rows.append(_interactive_row(RESULTS / "times.tsv"))
     header = ["request", "n", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms"]
     lines = [
         f"Load test: {args.users} users started at {args.spawn_rate:g}/s, then "

@@ -282,11 +282,16 @@ def test_worker_warm_up_finishes_dash_setup_before_serving(demo_dir):
         "import app, dash._callback as c;"
         "before = len(app.app.callback_map);"
         "app.warm_up_worker();"
-        "print(before, len(app.app.callback_map), len(c.GLOBAL_CALLBACK_MAP))"
+        "import sys;"
+        "print(before, len(app.app.callback_map), len(c.GLOBAL_CALLBACK_MAP),"
+        " int('PIL.Image' in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
         timeout=120, check=True,
     )  # fmt: skip
-    before, after, pending = map(int, out.stdout.split()[-3:])
+    before, after, pending, pil = map(int, out.stdout.split()[-4:])
     assert before == 0 and after > 10 and pending == 0
+    # imported before threads serve: plotly's encoder imports it lazily otherwise,
+    # which raced an export thread's first import (HTTP 500 under load)
+    assert pil == 1

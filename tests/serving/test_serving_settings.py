@@ -29,7 +29,7 @@ def test_defaults_are_local_and_open():
         None,
         "/",
     )
-    assert (s.workers, s.threads) == (3, 2)
+    assert (s.workers, s.threads) == (3, 4)
     assert s.exposure_warning() is None
 
 
