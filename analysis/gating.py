@@ -24,7 +24,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from data.schema import PROTEIN_NAMES, SONG_GATE
 
@@ -352,6 +351,8 @@ def response_association(
     Patients with a missing value or a group other than ``positive``/``negative`` are
     left out.
     """
+    from scipy import stats
+
     values = np.asarray(values, dtype=float)
     groups = np.asarray(pd.Series(groups).astype(object).fillna(""), dtype=object)
     ok = np.isfinite(values)
@@ -417,6 +418,8 @@ def sensitivity(
         ``gene``, ``sign``, ``threshold``, ``current`` (the gate's own threshold),
         ``cells_in_gate``, ``median_fraction``, ``auc``, ``p``, ``n_pos``, ``n_neg``.
     """
+    from scipy import stats
+
     result = evaluate_gate(
         gate,
         expression,

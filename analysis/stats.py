@@ -22,15 +22,15 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 #: Fewer patients than this in a group: no p-value, a plain message instead.
 MIN_GROUP = 3
 #: 95% intervals throughout.
-Z95 = float(sps.norm.ppf(0.975))
+Z95 = NormalDist().inv_cdf(0.975)  # 1.959964; stdlib, so importing is cheap
 
 
 def _clean(values) -> np.ndarray:
@@ -136,6 +136,8 @@ def mann_whitney(responders, non_responders) -> TwoGroupTest:
     TwoGroupTest
         ``u`` of the responders, ``p``, and rank-biserial ``r = 1 - 2U/(n1 n2)``.
     """
+    from scipy import stats as sps
+
     a, b = _clean(responders), _clean(non_responders)
     n1, n2 = a.size, b.size
     if min(n1, n2) < MIN_GROUP:
@@ -189,6 +191,7 @@ def kruskal_pairwise(
 
     Groups with fewer patients are left out and named in ``message``.
     """
+    from scipy import stats as sps
     from statsmodels.stats.multitest import multipletests
 
     samples = {g: _clean(values[groups == g]) for g in order}
@@ -260,6 +263,8 @@ def _placements(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
     Uses midranks: V10_i = (rank of pos_i among all - rank among positives) / n_neg.
     """
+    from scipy import stats as sps
+
     m, n = pos.size, neg.size
     all_ranks = sps.rankdata(np.concatenate([pos, neg]))
     v10 = (all_ranks[:m] - sps.rankdata(pos)) / n
@@ -439,6 +444,8 @@ def pool_dersimonian_laird(effects, variances) -> PooledEffect:
         I^2 = max(0, (Q - (k-1)) / Q) as a fraction, and Q. Fewer than two studies:
         a message, no pooling.
     """
+    from scipy import stats as sps
+
     effects = np.asarray(effects, dtype=float)
     variances = np.asarray(variances, dtype=float)
     k = effects.size
@@ -666,6 +673,8 @@ def paired_wilcoxon(group: str, pre, on) -> PairedTest:
         Paired values (same order, one pair per patient); pairs with a NaN are
         dropped.
     """
+    from scipy import stats as sps
+
     pre = np.asarray(pre, dtype=float)
     on = np.asarray(on, dtype=float)
     ok = np.isfinite(pre) & np.isfinite(on)

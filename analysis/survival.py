@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from analysis.stats import MIN_GROUP, Z95
 
@@ -218,6 +217,8 @@ def cox_per_sd(
     strata
         Column to stratify by, or ``None`` for the unadjusted model.
     """
+    from scipy import stats
+
     model = (
         "unadjusted" if strata is None else f"stratified by {strata.replace('_', ' ')}"
     )

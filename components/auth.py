@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import binascii
 import logging
+from functools import cache
 
 import dash
 import flask
-from dash_auth import BasicAuth, OIDCAuth
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from config import Settings, load_users_file
@@ -24,17 +24,22 @@ log = logging.getLogger("icb.auth")
 #: Paths (after URL_PREFIX) that stay open for load balancers and systemd probes.
 OPEN_PATHS = ("healthz", "readyz")
 
-# Checked for unknown users too, so a wrong name costs as long as a wrong password
-# (no user enumeration by timing).
-_DUMMY_HASH = generate_password_hash("not-a-password")
+
+@cache
+def _dummy_hash() -> str:
+    """Checked for unknown users too, so a wrong name costs as long as a wrong
+    password (no user enumeration by timing). Made on first use: hashing takes
+    ~0.1 s, which every start without auth would otherwise pay."""
+    return generate_password_hash("not-a-password")
 
 
 def password_checker(users: dict[str, str]):
     """``auth_func`` for dash-auth: constant-work check against werkzeug hashes."""
+    _dummy_hash()  # computed now, at start-up with auth on, not at the first login
 
     def check(username: str, password: str) -> bool:
         hashed = users.get(username)
-        ok = check_password_hash(hashed or _DUMMY_HASH, password)
+        ok = check_password_hash(hashed or _dummy_hash(), password)
         return bool(hashed) and ok
 
     return check
@@ -56,12 +61,19 @@ class _OpenProbes:
             return False
 
 
-class HashedBasicAuth(_OpenProbes, BasicAuth):
-    """Basic auth against hashed passwords; probes open."""
+@cache
+def _auth_classes() -> tuple[type, type]:
+    """dash-auth's classes with open probes (dash-auth is imported only with auth on:
+    it takes ~0.15 s to import)."""
+    from dash_auth import BasicAuth, OIDCAuth
 
+    class HashedBasicAuth(_OpenProbes, BasicAuth):
+        """Basic auth against hashed passwords; probes open."""
 
-class ProbeFriendlyOIDCAuth(_OpenProbes, OIDCAuth):
-    """OIDC login; probes open."""
+    class ProbeFriendlyOIDCAuth(_OpenProbes, OIDCAuth):
+        """OIDC login; probes open."""
+
+    return HashedBasicAuth, ProbeFriendlyOIDCAuth
 
 
 def install_auth(app: dash.Dash, settings: Settings) -> object | None:
@@ -70,6 +82,7 @@ def install_auth(app: dash.Dash, settings: Settings) -> object | None:
     open_paths = frozenset(f"{prefix}{p}" for p in OPEN_PATHS)
     if settings.auth_mode == "none":
         return None
+    HashedBasicAuth, ProbeFriendlyOIDCAuth = _auth_classes()
     if settings.auth_mode == "basic":
         assert settings.auth_users_file is not None  # checked by load_settings
         users = load_users_file(settings.auth_users_file)

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from scipy import stats
 
 from analysis import gating
 from analysis.nk_metrics import (
@@ -780,6 +779,8 @@ def gate_fraction_box(
 ) -> tuple[go.Figure, str, dict]:
     """Per-patient gate fraction by response group: box + points, Mann-Whitney U
     (two groups) or Kruskal-Wallis (more), n patients per group."""
+    from scipy import stats
+
     definition = data.definition
     ok = table[table["group"].notna() & np.isfinite(table["gate_fraction"])]
     groups = [g for g in definition.groups if (ok["group"] == g).any()]
@@ -837,6 +838,8 @@ def gate_vs_nk(
     table: pd.DataFrame, data: CellData, page: PageState, result: gating.GateResult
 ) -> tuple[go.Figure, str, dict]:
     """Per-patient gate fraction vs NK metric, coloured by response, Spearman rho."""
+    from scipy import stats
+
     metric_label = data.metric.label if data.metric else "NK metric"
     ok = table[np.isfinite(table["gate_fraction"]) & table["nk"].notna()]
     if len(ok) < 3:
