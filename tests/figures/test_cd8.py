@@ -17,6 +17,16 @@ def test_quantize_embedding_spans_uint16_and_keeps_order():
     assert y.tolist() == [0, 65535, round(0.5 * 65535)]
 
 
+def test_store_quantized_is_computed_once_per_store(demo_bundle):
+    from data.cells import cell_store
+
+    store = cell_store(demo_bundle)
+    first = cd8.store_quantized(store)
+    assert cd8.store_quantized(store) is first  # cached, not recomputed
+    x, y = cd8.quantize_embedding(store.umap)
+    assert np.array_equal(first[0], x) and np.array_equal(first[1], y)
+
+
 def test_display_sample_keeps_state_shares_and_is_seeded():
     codes = np.repeat([0, 1, 2], [7000, 2900, 100])
     picked = cd8.display_sample(codes, 1000)
