@@ -597,25 +597,6 @@ def compute_umap_subsample(
     )
 
 
-def compute_umap(adata, *, seed: int = SEED, progress: Callable[[str], None] = print):
-    """PCA, neighbours and UMAP with scanpy (adds ``obsm['X_umap']`` in place)."""
-    import scanpy as sc
-
-    progress(f"  PCA on {adata.n_obs:,} cells x {adata.n_vars} genes")
-    sc.pp.pca(adata, n_comps=min(20, adata.n_vars - 1), random_state=seed)
-    progress("  nearest neighbours")
-    sc.pp.neighbors(adata, n_neighbors=15, random_state=seed, transformer="sklearn")
-    progress("  UMAP layout")
-    sc.tl.umap(adata, random_state=seed)
-    adata.obsm[schema.UMAP_KEY] = adata.obsm[schema.UMAP_KEY].astype(np.float32)
-    for key in ("X_pca",):
-        adata.obsm.pop(key, None)
-    adata.varm.clear()
-    adata.obsp.clear()
-    for key in ("pca", "neighbors", "umap"):
-        adata.uns.pop(key, None)
-
-
 def write_demo(
     out: Path | str,
     *,
@@ -706,7 +687,9 @@ def write_demo(
                     progress=progress,
                 )
             else:
-                compute_umap(adata, seed=seed, progress=progress)
+                from data.prepare import compute_umap
+
+                compute_umap(adata, seed=seed, progress=progress, max_comps=20)
             adata.write_h5ad(tmp / schema.CELLS_H5AD, compression="gzip")
             # gene-major copy: colouring by a gene reads one slice, not the matrix
             from data.cells import write_gene_major

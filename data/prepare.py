@@ -54,8 +54,11 @@ def compute_umap(
     mask_var: np.ndarray | None = None,
     leiden_key: str | None = None,
     resolution: float = 1.0,
+    max_comps: int = 30,
 ) -> None:
     """PCA, neighbours, UMAP (and optionally Leiden) in place on ``adata``.
+
+    The demo generator uses it too (with ``max_comps=20``).
 
     Neighbours use scikit-learn's exact kNN (``transformer="sklearn"``) as the demo
     generator does: for up to ~100k cells it is as fast as pynndescent and avoids its
@@ -65,7 +68,7 @@ def compute_umap(
     import scanpy as sc
 
     n_genes = int(mask_var.sum()) if mask_var is not None else adata.n_vars
-    n_comps = max(2, min(30, n_genes - 1, adata.n_obs - 1))
+    n_comps = max(2, min(max_comps, n_genes - 1, adata.n_obs - 1))
     progress(f"  PCA ({n_comps} components) on {adata.n_obs:,} cells x {n_genes} genes")
     sc.pp.pca(adata, n_comps=n_comps, random_state=seed, mask_var=mask_var)
     progress("  nearest neighbours (exact, scikit-learn)")
