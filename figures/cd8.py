@@ -12,6 +12,9 @@ Statistics are per patient: the fraction of each patient's CD8 cells in the gate
 from __future__ import annotations
 
 import base64
+import json
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -233,6 +236,38 @@ class CellData:
     def expression(self, gene: str) -> np.ndarray:
         """Expression of ``gene`` in the filtered cells."""
         return self.store.gene(gene)[self.cells]
+
+
+_CELL_DATA_LOCK = threading.Lock()
+_CELL_DATA: OrderedDict[tuple, tuple[object, CellData | None]] = OrderedDict()
+_CELL_DATA_SIZE = 8
+
+
+def cached_cell_data(view, page: PageState) -> CellData | None:
+    """:func:`cell_data`, remembered per process for the last few views.
+
+    Every UMAP recolour, gate edit and highlight of one view needs the same cells;
+    at 10^6 cells building them takes ~25 ms of an 80 ms recolour budget. The key
+    is the loaded bundle object (a new object when the dataset's files change),
+    the filter, the NK metric and the response definition. Shared read-only.
+    """
+    key = (
+        id(view.bundle),
+        json.dumps(view.filter.to_dict(), sort_keys=True, default=str),
+        page.metric,
+        page.definition,
+    )
+    with _CELL_DATA_LOCK:
+        hit = _CELL_DATA.get(key)
+        if hit is not None and hit[0] is view.bundle:
+            _CELL_DATA.move_to_end(key)
+            return hit[1]
+    data = cell_data(view, page)
+    with _CELL_DATA_LOCK:
+        _CELL_DATA[key] = (view.bundle, data)  # the bundle is kept: ids stay unique
+        while len(_CELL_DATA) > _CELL_DATA_SIZE:
+            _CELL_DATA.popitem(last=False)
+    return data
 
 
 def cell_data(view, page: PageState) -> CellData | None:
@@ -1162,7 +1197,7 @@ def cd8_panels(view, state: dict, *, max_points: int | None = None) -> list[Pane
     page = parse_state(
         state, samples=view.samples, genes=store.var_names if store else None
     )
-    data = cell_data(view, page)
+    data = cached_cell_data(view, page)
     if data is None:
         message = (
             "This dataset has no CD8 single-cell data with a UMAP"

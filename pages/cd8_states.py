@@ -455,7 +455,7 @@ def update_controls(filter_data, metric, definition):
             "Choose a dataset with cd8_cells.h5ad, or run `python cli.py prepare` on "
             "your h5ad to compute one.",
         )
-    elif cd8.cell_data(view, page) is None:
+    elif cd8.cached_cell_data(view, page) is None:
         message = empty_state(
             "No CD8 cells in the filtered samples.",
             "Single-cell data exist for some samples only (pre-treatment in the "
@@ -673,7 +673,7 @@ def _data_and_page(filter_data, state: dict):
     page = cd8.parse_state(
         state, samples=view.samples, genes=store.var_names if store else None
     )
-    return view, cd8.cell_data(view, page), page
+    return view, cd8.cached_cell_data(view, page), page
 
 
 def _gate_or_none(data, page):

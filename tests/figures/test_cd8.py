@@ -27,6 +27,30 @@ def test_store_quantized_is_computed_once_per_store(demo_bundle):
     assert np.array_equal(first[0], x) and np.array_equal(first[1], y)
 
 
+def test_cell_data_is_cached_per_view_and_rebuilt_for_a_new_bundle(demo_dir):
+    import dataclasses
+
+    from data.view import cohort_view
+
+    def view_of(choices):
+        return cohort_view(choices, data_dir=demo_dir.parent, default_dataset="demo")
+
+    all_cells = view_of({"dataset": "demo"})
+    page = cd8.parse_state({}, samples=all_cells.samples)
+    first = cd8.cached_cell_data(all_cells, page)
+    assert cd8.cached_cell_data(view_of({"dataset": "demo"}), page) is first
+    rcc_view = view_of({"dataset": "demo", "tumor_type": ["RCC"]})
+    rcc = cd8.cached_cell_data(rcc_view, page)
+    assert rcc is not first and rcc.n_cells < first.n_cells
+    fresh = cd8.cell_data(all_cells, page)
+    assert np.array_equal(first.cells, fresh.cells)
+    pd.testing.assert_frame_equal(first.patients, fresh.patients)
+    # a reloaded dataset (a new bundle object) is never answered from the cache
+    new_bundle = dataclasses.replace(all_cells.bundle)
+    reloaded = dataclasses.replace(all_cells, bundle=new_bundle)
+    assert cd8.cached_cell_data(reloaded, page) is not first
+
+
 def test_display_sample_keeps_state_shares_and_is_seeded():
     codes = np.repeat([0, 1, 2], [7000, 2900, 100])
     picked = cd8.display_sample(codes, 1000)
