@@ -331,9 +331,9 @@ def cox_efron_1d(
     Newton-Raphson with step halving on the partial likelihood; returns the
     coefficient and its standard error (inverse observed information), or
     ``None`` when it does not converge. Same model as lifelines' ``CoxPHFitter``
-    and statsmodels' ``PHReg(ties="efron")`` (tests compare with both), in ~1 ms
-    instead of 40-140 ms per fit (lifelines, measured on 460 patients): the NK page
-    fits four models per view.
+    and statsmodels' ``PHReg(ties="efron")`` (tests compare with both), in 1.2 ms
+    (4.6 ms with 5 strata) instead of 43-140 ms per fit with lifelines and 87-126 ms
+    with PHReg (measured on 460 simulated patients): the NK page fits four per view.
     """
     groups = (
         [np.ones(len(time), dtype=bool)]
