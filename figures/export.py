@@ -783,12 +783,21 @@ class _Renderer:
         """
         import psutil
 
+        browser = getattr(self.kaleido, "subprocess", None)  # choreographer's Popen
         try:
-            children = psutil.Process(self.pid).children(recursive=True)
+            if browser is not None:
+                root = psutil.Process(browser.pid)
+                processes = [root, *root.children(recursive=True)]
+            else:  # only the worker's Chromium children, not its background jobs
+                processes = [
+                    p
+                    for p in psutil.Process(self.pid).children(recursive=True)
+                    if "chrom" in p.name().lower()
+                ]
         except psutil.Error:
             return
         tasks = []
-        for child in children:
+        for child in processes:
             try:
                 tasks += [t.id for t in child.threads()]
             except psutil.Error:
