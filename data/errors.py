@@ -74,13 +74,17 @@ class DataError(Exception):
         return tuple(p for p in self.problems if p.severity == "error")
 
 
-def redacted_traceback(err: BaseException) -> str:
-    """``err``'s type and stack (file:line in function), without any message text."""
+def redacted_traceback(err: BaseException, _depth: int = 0) -> str:
+    """``err``'s type and stack (file:line in function), without any message text.
+
+    For logs: exception messages can quote data values, patient identifiers among
+    them; the type and the code location are what finding the bug needs.
+    """
     frames = traceback.extract_tb(err.__traceback__)
     lines = [f"  {f.filename}:{f.lineno} in {f.name}" for f in frames]
     cause = err.__cause__ or err.__context__
     text = f"{type(err).__module__}.{type(err).__qualname__} (message withheld)\n"
     text += "\n".join(lines)
-    if cause is not None and cause is not err:
-        text += "\ncaused by " + redacted_traceback(cause)
+    if cause is not None and cause is not err and _depth < 5:
+        text += "\ncaused by " + redacted_traceback(cause, _depth + 1)
     return text

@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.users} users for {args.seconds} s"
         )
         ramp_up = 0 if args.keep_ramp_up else math.ceil(args.users / args.spawn_rate)
+        (RESULTS / "times.tsv").unlink(missing_ok=True)  # never a previous run's
         load_before = os.getloadavg()[0]
         started = time.monotonic()
         done = subprocess.run(
