@@ -1,10 +1,10 @@
 """A cache shared by the gunicorn workers: filesystem by default, Redis with REDIS_URL.
 
 What pays off: a page's panels (figures + tables) for one dataset version, filter and
-page state. They take 0.05-0.1 s (overview) to 0.2-0.3 s (NK vs response) to build on the demo
-data and are the same for every lab member looking at the same view, so any worker can
-answer from the cache. Keys include the bundle files' modification times and the code
-version, so a re-imported dataset or an updated release is rebuilt.
+page state. They take 0.05-0.1 s (overview) to 0.2-0.3 s (NK vs response) to build on
+the demo data and are the same for every lab member looking at the same view, so any
+worker can answer from the cache. Keys include the bundle files' modification times and
+the code version, so a re-imported dataset or an updated release is rebuilt.
 
 The cache stores pickles: ``CACHE_DIR`` must be private to the service user and Redis
 reachable only by the app (loopback or a password), as for any pickle store.
