@@ -472,19 +472,37 @@ def _read_cell_obs(
     import h5py
 
     with h5py.File(path, "r") as handle:
-        obs = anndata.io.read_elem(handle["obs"])
-        obsm = {}
-        if "obsm" in handle:
-            for key in handle["obsm"]:
-                item = handle["obsm"][key]
-                shape = item.shape if hasattr(item, "shape") else ()
-                obsm[key] = tuple(shape)
         x = handle["X"]
         if isinstance(x, h5py.Dataset):
             shape = tuple(x.shape)
         else:
             shape = tuple(int(v) for v in x.attrs["shape"])
+        # the columns only: decoding the cell names (the index) took ~0.7 s of a
+        # 1.2 s read at 10^6 cells, and only a hovered cell's name is ever shown
+        # (read_cell_name); the frame gets a RangeIndex (cell number)
+        group = handle["obs"]
+        order = [str(c) for c in group.attrs.get("column-order", [])]
+        obs = pd.DataFrame(
+            {c: anndata.io.read_elem(group[c]) for c in order},
+            index=pd.RangeIndex(shape[0]),
+        )
+        obsm = {}
+        if "obsm" in handle:
+            for key in handle["obsm"]:
+                item = handle["obsm"][key]
+                item_shape = item.shape if hasattr(item, "shape") else ()
+                obsm[key] = tuple(item_shape)
     return obs, obsm, shape
+
+
+def read_cell_name(path: Path, cell: int) -> str:
+    """The name (barcode) of cell number ``cell`` in an h5ad, read from disk alone."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        group = handle["obs"]
+        value = group[group.attrs.get("_index", "_index")][cell]
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def validate_cells(

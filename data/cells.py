@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from data import schema
-from data.bundle import Bundle, read_cell_obs
+from data.bundle import Bundle, read_cell_name, read_cell_obs
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,10 @@ class CellStore:
         self._csc = None
         self.gene_major = self._check_gene_major()
 
+    def cell_name(self, cell: int) -> str:
+        """Name (barcode) of cell number ``cell``; ``obs`` is indexed by number."""
+        return read_cell_name(self.path, int(cell))
+
     @property
     def n_cells(self) -> int:
         return self.shape[0]
@@ -286,5 +290,10 @@ def cell_obs(bundle: Bundle) -> pd.DataFrame:
 
 def cells_per_sample(bundle: Bundle) -> pd.Series:
     """Number of CD8 cells per ``sample_id`` (samples without cells are absent)."""
-    obs = cell_obs(bundle)
-    return obs["sample_id"].astype(str).value_counts()
+    samples = cell_obs(bundle)["sample_id"]
+    if isinstance(samples.dtype, pd.CategoricalDtype):  # count codes, not 10^6 strings
+        counts = samples.value_counts()
+        counts = counts[counts > 0]
+        counts.index = counts.index.astype(str)
+        return counts
+    return samples.astype(str).value_counts()

@@ -796,7 +796,7 @@ def hover_details(hover, filter_data, state):
     code = data.state_codes[position]
     state_name = data.state_names[code] if code >= 0 else "no state"
     lines = [
-        html.Strong(str(data.store.obs.index[cell])),
+        html.Strong(data.store.cell_name(cell)),
         html.Div(f"State: {state_name}"),
         html.Div(
             f"Patient {patient['label']} · {patient['tumor_type']} · "

@@ -48,6 +48,14 @@ def test_gene_reads_match_anndata(tmp_path, dense, with_copy):
     assert store.shape == adata.shape
     np.testing.assert_array_equal(store.umap, adata.obsm["X_umap"])
     assert list(store.obs["sample_id"]) == list(adata.obs["sample_id"])
+    # obs is read without the cell names (indexed by cell number); a name on demand
+    pd.testing.assert_frame_equal(
+        store.obs, adata.obs.reset_index(drop=True), check_categorical=False
+    )
+    assert [store.cell_name(i) for i in (0, len(adata) - 1)] == [
+        adata.obs_names[0],
+        adata.obs_names[-1],
+    ]
     for gene in adata.var_names:
         expected = np.asarray(
             adata[:, gene].X.todense() if not dense else adata[:, gene].X
@@ -86,3 +94,15 @@ def test_demo_generator_writes_the_gene_major_copy(tmp_path):
     h5ad = out / "cd8_cells.h5ad"
     assert gene_major_path(h5ad).exists()
     assert CellStore(h5ad).gene_major == gene_major_path(h5ad)
+
+
+def test_cells_per_sample_counts_every_cell_once(demo_bundle):
+    import anndata
+
+    from data.cells import cells_per_sample
+
+    counts = cells_per_sample(demo_bundle)
+    obs = anndata.read_h5ad(demo_bundle.cells_path, backed="r").obs
+    expected = obs["sample_id"].astype(str).value_counts()
+    assert counts.sort_index().to_dict() == expected.sort_index().to_dict()
+    assert (counts > 0).all() and counts.sum() == len(obs)
