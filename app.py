@@ -121,10 +121,10 @@ def create_app() -> dash.Dash:
         background_callback_manager=get_background_manager(),
     )
     app.layout = shell_layout
-    # Brotli quality 1 instead of Flask-Compress's 4: a 10^6-cell UMAP answer (7 MB of
-    # typed arrays) compresses to the same 4.6 MB in 31 ms instead of ~100 ms
-    # (measured with bench/; README, "Performance").
-    app.server.config["COMPRESS_BR_LEVEL"] = 1
+    # Brotli quality 0 instead of Flask-Compress's 4: a 10^6-cell UMAP answer (7 MB of
+    # typed arrays) compresses to 4.8 MB in 28 ms; quality 1 gave 4.6 MB in 42 ms and
+    # quality 4 ~100 ms (measured in-process; README, "Performance").
+    app.server.config["COMPRESS_BR_LEVEL"] = 0
 
     @app.server.route(f"{settings.url_prefix}healthz")
     def healthz():
