@@ -9,6 +9,7 @@ directory is left exactly as it was; an existing dataset is replaced only with
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -132,13 +133,7 @@ def write_dataset(
     data_dir = Path(data_dir)
     target = data_dir / name
     if target.exists() and not (force or replace):
-        raise DataError(
-            Problem(
-                file="dataset name",
-                message=f"a dataset named `{name}` already exists in {data_dir}.",
-                fix="choose another --name, or replace it with --force.",
-            )
-        )
+        raise _exists_error(name, data_dir)
     created_dir = not data_dir.exists()
     data_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-import-", dir=data_dir))
@@ -162,6 +157,9 @@ def write_dataset(
         major = _gene_major_path(h5ad)
         if h5ad.exists() and major is not None and not major.exists():
             _write_gene_major(h5ad)
+        if target.exists() and not (force or replace):
+            # another import published this name while this one was running
+            raise _exists_error(name, data_dir, during=True)
         if target.exists():
             backup = Path(tempfile.mkdtemp(prefix=f".{name}-old-", dir=data_dir))
             backup.rmdir()
@@ -173,13 +171,31 @@ def write_dataset(
                 raise
             shutil.rmtree(backup, ignore_errors=True)
         else:
-            tmp.rename(target)
+            try:
+                tmp.rename(target)
+            except OSError:
+                if target.exists():  # published by a concurrent import just now
+                    raise _exists_error(name, data_dir, during=True) from None
+                raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if created_dir:
-            shutil.rmtree(data_dir, ignore_errors=True)
+            # only if still empty: a concurrent import may have written to it
+            with contextlib.suppress(OSError):
+                data_dir.rmdir()
         raise
     return target
+
+
+def _exists_error(name: str, data_dir: Path, *, during: bool = False) -> DataError:
+    how = "was created by another import while this one ran" if during else "exists"
+    return DataError(
+        Problem(
+            file="dataset name",
+            message=f"a dataset named `{name}` already {how} in {data_dir}.",
+            fix="choose another --name, or replace it with --force.",
+        )
+    )
 
 
 def _write_gene_major(h5ad_path: Path) -> None:
