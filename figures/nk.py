@@ -456,12 +456,14 @@ def logistic_table(
         note += "; left out: " + "; ".join(result.dropped)
     fig.update_layout(
         title=_title(
-            f"Logistic regression<br>{_formula(result.formula, binary_label)}",
+            # the model on its own lines: one line is wider than a half-width card
+            "Logistic regression<br>"
+            + _formula(result.formula, binary_label).replace(" ~ ", "<br>~ ", 1),
             note,
             f"OR per 1 SD of the metric (SD = {result.metric_sd:.3g}); "
             "OR < 1: higher metric, lower odds of response",
         ),
-        margin={"t": 130, "l": 20, "r": 20, "b": 20},
+        margin={"t": 150, "l": 20, "r": 20, "b": 20},
     )
     return fig
 

@@ -132,7 +132,7 @@ def test_logistic_table_or_and_failure_message():
     cells = fig.to_dict()["data"][0]["cells"]["values"]
     assert cells[0] == ["z(NK metric), per SD"] and cells[1] == ["0.55"]
     assert cells[2] == ["0.40 to 0.76"]
-    assert "Objective ~ z(metric) + tumor type" in _title(fig)
+    assert "Objective<br>~ z(metric) + tumor type" in _title(fig)
     failed = stats.LogisticResult(10, 10, message="The model separates the groups")
     fig = logistic_table(failed, metric_label="NK", binary_label="Objective")
     assert "separates" in fig.to_dict()["layout"]["annotations"][0]["text"]
