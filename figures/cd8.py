@@ -925,6 +925,15 @@ def gate_vs_nk(
         xaxis_title_font_size=11,
         yaxis_title="% of patient's CD8 cells in gate",
         legend_title_text=data.definition.label,
+        # legend below the plot: at the side it left the half-width card's x axis
+        # too narrow for the metric's name
+        legend={
+            "orientation": "h",
+            "yanchor": "top",
+            "y": -0.22,
+            "x": 0,
+            "title": {"side": "top"},
+        },
         clickmode="event",
     )
     caption = (
