@@ -188,11 +188,16 @@ def write_dataset(
 
 
 def _exists_error(name: str, data_dir: Path, *, during: bool = False) -> DataError:
-    how = "was created by another import while this one ran" if during else "exists"
+    message = (
+        f"a dataset named `{name}` was created in {data_dir} by another import while "
+        "this one ran."
+        if during
+        else f"a dataset named `{name}` already exists in {data_dir}."
+    )
     return DataError(
         Problem(
             file="dataset name",
-            message=f"a dataset named `{name}` already {how} in {data_dir}.",
+            message=message,
             fix="choose another --name, or replace it with --force.",
         )
     )

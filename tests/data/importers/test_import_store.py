@@ -35,7 +35,7 @@ def test_concurrent_import_of_the_same_name_is_refused_not_overwritten(
         store.write_dataset(
             data_dir, "trial", small_cohort(), store.make_meta("trial", title="T")
         )
-    assert "was created by another import while this one ran" in str(info.value)
+    assert "by another import while this one ran" in str(info.value)
     assert "--force" in str(info.value)
     # the other import's dataset is untouched; no temporary folder is left behind
     assert (data_dir / "trial" / "from-the-other-import.txt").read_text() == "keep me"
