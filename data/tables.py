@@ -84,6 +84,17 @@ def read_csv_text(
             Problem(file=file, message=f"cannot read the header line ({err}).")
         ) from None
     header = [h.strip() for h in header]
+    if not any(header):
+        # pandas would skip the blank line and take the next one as the header
+        raise DataError(
+            Problem(
+                file=file,
+                rows=(1,),
+                message="the first line, which must hold the column names, is empty.",
+                fix="put the column names (sample_id, patient_id, ...) on the first "
+                "line.",
+            )
+        )
     problems: list[Problem] = []
     blank = [i + 1 for i, h in enumerate(header) if not h]
     if blank and len(header) > 1:

@@ -236,3 +236,8 @@ def test_validate_collects_every_problem(bundle_factory):
     problems = validate_bundle(bundle_factory(cohort))
     columns = {p.column for p in problems if p.severity == "error"}
     assert {"recist", "timepoint", "frac_nk"} <= columns
+
+
+def test_blank_first_line_is_named(bundle_factory):
+    text = _error_text(bundle_factory("\n" + small_cohort().to_csv(index=False)))
+    assert "row 1: the first line, which must hold the column names, is empty" in text

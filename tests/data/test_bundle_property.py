@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import pandas as pd
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from data.bundle import load_bundle, validate_bundle, validate_cohort
@@ -50,6 +50,7 @@ def test_validator_never_raises(frame):
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(raw=st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+@example(raw=b"\n\x01")  # blank header line: pandas took the next line as header
 def test_loader_on_arbitrary_bytes(tmp_path, raw):
     folder = write_bundle(tmp_path / "b", raw)
     before = hashlib.sha256((folder / "cohort.csv").read_bytes()).hexdigest()
