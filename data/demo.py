@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from data import schema
+from data.prepare import compute_umap
 
 SEED = 7  # the realised demo shows the NK effect in 4 tumor types, none in RCC
 VERSION = "1.0"
@@ -687,8 +688,6 @@ def write_demo(
                     progress=progress,
                 )
             else:
-                from data.prepare import compute_umap
-
                 compute_umap(adata, seed=seed, progress=progress, max_comps=20)
             adata.write_h5ad(tmp / schema.CELLS_H5AD, compression="gzip")
             # gene-major copy: colouring by a gene reads one slice, not the matrix
