@@ -155,12 +155,15 @@ def warm_up_worker() -> float:
     so a second thread's first request can find no callback ("Callback function not
     found", HTTP 500; seen with gthread workers under concurrent first requests).
     One request here, before the worker's threads start, does it once. Then the
-    default dataset is read into this worker's caches.
+    default dataset is read into this worker's caches, and the statistics libraries
+    are imported in the background while the worker already serves.
     """
-    from components.health import warm_up
+    from components.health import preload_statistics, warm_up
 
     server.test_client().get(f"{get_settings().url_prefix}healthz")
-    return warm_up()
+    seconds = warm_up()
+    preload_statistics()
+    return seconds
 
 
 if __name__ == "__main__":
