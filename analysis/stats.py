@@ -705,3 +705,69 @@ def format_p(p: float | None) -> str:
     if p < 1e-4:
         return "p < 0.0001"
     return f"p = {p:.2g}" if p < 0.001 else f"p = {p:.3f}"
+
+
+def direction_sentence(
+    r: float | None,
+    *,
+    quantity: str,
+    responders: str = "responders",
+    non_responders: str = "non-responders",
+) -> str:
+    """The direction of a rank-biserial r in words, with r itself.
+
+    Uses this project's sign convention (``r = 1 - 2U/(n1 n2)`` with U of the
+    responders), so ``r > 0`` means lower values in responders.
+
+    Parameters
+    ----------
+    r
+        Rank-biserial correlation; None or NaN gives "direction not estimable".
+    quantity
+        What was compared, as a reader names it ("NK among lymphocytes").
+    responders, non_responders
+        Names of the two groups.
+
+    Examples
+    --------
+    >>> direction_sentence(0.37, quantity="NK among lymphocytes")
+    'NK among lymphocytes is lower in responders than in non-responders (r = 0.37)'
+    """
+    if r is None or not math.isfinite(r):
+        return f"direction of {quantity} not estimable"
+    if r > 0:
+        word = "lower"
+    elif r < 0:
+        word = "higher"
+    else:
+        return (
+            f"{quantity} does not differ between {responders} and "
+            f"{non_responders} (r = 0.00)"
+        )
+    return (
+        f"{quantity} is {word} in {responders} than in {non_responders} (r = {r:.2f})"
+    )
+
+
+def auc_sentence(
+    auc: float | None, *, quantity: str, lower_predicts: bool = True
+) -> str:
+    """What an AUC means here, in words: the share of responder / non-responder pairs
+    ordered as the AUC assumes (0.5 = chance).
+
+    Parameters
+    ----------
+    auc
+        Area under the ROC curve; None or NaN gives "AUC not estimable".
+    quantity
+        What predicts response ("NK among lymphocytes", "gate fraction").
+    lower_predicts
+        True when the AUC is for "a lower value predicts response".
+    """
+    if auc is None or not math.isfinite(auc):
+        return "AUC not estimable"
+    side = "lower" if lower_predicts else "higher"
+    return (
+        f"AUC = {auc:.2f}: in {auc:.0%} of responder/non-responder pairs the responder "
+        f"has the {side} {quantity} (0.50 = chance)"
+    )

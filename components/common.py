@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import NamedTuple
+
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
@@ -95,4 +98,49 @@ def stat_tile(value_id: str, label: str) -> dbc.Card:
             ]
         ),
         className="stat-tile text-center",
+    )
+
+
+class LinkFallback(NamedTuple):
+    """A value a link asked for that the view cannot show, and what it shows instead.
+
+    ``label`` and ``shown`` are in the reader's words (control labels and option
+    labels, never internal keys); ``key`` is the query key as it appears in the URL.
+    """
+
+    key: str
+    label: str
+    value: str
+    shown: str
+    reason: str = "is not available here"
+
+
+def link_notice(fallbacks: Sequence[LinkFallback], **alert_kwargs) -> dbc.Alert | None:
+    """A visible notice listing every link value that was replaced (None when none).
+
+    One line each: "The link asked for Tumor type “martian” (`tumor_type=martian`),
+    which is not available here; showing all tumor types instead." Never a silent
+    fallback: pages call this with every value they could not honour.
+    """
+    if not fallbacks:
+        return None
+    lines = [
+        html.Li(
+            [
+                f"The link asked for {f.label} “{f.value}” (",
+                html.Code(f"{f.key}={f.value}"),
+                f"), which {f.reason}; showing {f.shown} instead.",
+            ]
+        )
+        for f in fallbacks
+    ]
+    return dbc.Alert(
+        [
+            html.Strong("Part of this link could not be followed."),
+            html.Ul(lines, className="mb-0 mt-1"),
+        ],
+        color="warning",
+        dismissable=True,
+        className="link-notice small py-2",
+        **alert_kwargs,
     )

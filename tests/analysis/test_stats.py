@@ -422,3 +422,32 @@ def test_reported_response_is_default_without_recist_and_no_survival_is_fine():
     # four responders vs three non-responders: tested; strata too small to estimate
     assert math.isfinite(result.two_group.p)
     assert all(not e.usable for e in result.strata["cohort"])
+
+
+def test_direction_sentence_follows_the_sign_of_r_computed_by_scipy():
+    from scipy import stats as sps
+
+    from analysis.stats import direction_sentence, mann_whitney
+
+    low_in_responders = mann_whitney([1, 2, 3, 4], [5, 6, 7, 8])
+    # hand check: U of the responders is 0, so r = 1 - 0 = 1
+    assert sps.mannwhitneyu([1, 2, 3, 4], [5, 6, 7, 8]).statistic == 0
+    assert low_in_responders.r == 1
+    assert "is lower in responders" in direction_sentence(
+        low_in_responders.r, quantity="NK"
+    )
+    assert "is higher in responders" in direction_sentence(-0.4, quantity="NK")
+    assert "does not differ" in direction_sentence(0.0, quantity="NK")
+    assert "not estimable" in direction_sentence(float("nan"), quantity="NK")
+
+
+def test_auc_sentence_states_the_pair_share():
+    from analysis.stats import auc_sentence
+
+    text = auc_sentence(0.68, quantity="NK", lower_predicts=True)
+    assert "68% of responder/non-responder pairs" in text
+    assert "lower NK" in text
+    assert "higher gate fraction" in auc_sentence(
+        0.7, quantity="gate fraction", lower_predicts=False
+    )
+    assert auc_sentence(None, quantity="NK") == "AUC not estimable"
