@@ -9,7 +9,7 @@ DATA_DIR ?= data/datasets
 PYTEST_ARGS ?=
 export HOST PORT DATA_DIR
 
-.PHONY: install dev demo run serve loadtest test lint format bench bench-quick bench-cellxgene clean-demo
+.PHONY: install dev demo run serve smoke os-packages loadtest test lint format bench bench-quick bench-cellxgene clean-demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -72,8 +72,35 @@ $(CXG_VENV)/.installed:
 	touch $@
 bench-cellxgene: $(CXG_VENV)/.installed
 
-## test: the whole suite, browser tests included (needs chromium + chromium-driver)
-test: dev demo
+## smoke: fetch every page and its callbacks from a running app (make run / make serve)
+smoke:
+	$(PYTHON) .ci/smoke.py http://$(HOST):$(PORT)
+
+# Debian packages the suite needs: headless Chromium + its driver (browser tests, figure
+# export) and redis-server (the Celery + Redis test). Installed when missing and running
+# as root; otherwise the suite does not start and the one command to run is printed.
+OS_PACKAGES := chromium:chromium chromedriver:chromium-driver redis-server:redis-server
+## os-packages: install the Debian packages the tests need (as root), or say how
+os-packages:
+	@missing=""; \
+	for pair in $(OS_PACKAGES); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian packages:$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	  else \
+	    echo "make test needs Debian packages that are missing:$$missing"; \
+	    echo "Install them once, then run make test again:"; \
+	    echo "    sudo apt-get install -y$$missing"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+## test: the whole suite, browser tests included (installs chromium, chromium-driver, redis-server when root)
+test: os-packages dev demo
 	$(PY) -m pytest --headless $(PYTEST_ARGS)
 
 ## lint: ruff lint and format check
