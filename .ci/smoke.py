@@ -3,7 +3,7 @@
 Run against a server started the README's way (`make run` or `make serve`), from a
 venv that has the runtime requirements only; it uses the standard library alone:
 
-    python .ci/smoke.py http://127.0.0.1:8050
+    python .ci/smoke.py http://127.0.0.1:8050 [TIMEOUT_S [SERVER_PID]]
 
 For every page in the navigation (and an unknown path, which must give the 404 page)
 it fetches the HTML, asks Dash's page router for the layout exactly as the browser
@@ -16,6 +16,7 @@ app's error alert, or a page whose callbacks produced nothing.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -39,10 +40,18 @@ def _request(url: str, body: dict | None = None, timeout: float = 120) -> tuple:
         return err.code, err.read()
 
 
-def wait_ready(base: str, timeout: float) -> None:
-    """Poll /healthz until it answers (the first start builds nothing: demo exists)."""
+def wait_ready(base: str, timeout: float, pid: int | None = None) -> None:
+    """Poll /healthz until it answers; fail at once when the server process ``pid``
+    has exited (a crash at start-up must not wait out the timeout)."""
     deadline = time.monotonic() + timeout
     while True:
+        if pid is not None:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                raise SystemExit(
+                    f"FAIL: the server (pid {pid}) exited before {base} answered"
+                ) from None
         try:
             status, _ = _request(f"{base}/healthz", timeout=5)
             if status == 200:
@@ -167,7 +176,8 @@ def check_page(base: str, deps: list[dict], path: str, shell: dict) -> int:
 
 def main(argv: list[str]) -> int:
     base = (argv[1] if len(argv) > 1 else "http://127.0.0.1:8050").rstrip("/")
-    wait_ready(base, timeout=float(argv[2]) if len(argv) > 2 else 180)
+    timeout = float(argv[2]) if len(argv) > 2 else 180
+    wait_ready(base, timeout, pid=int(argv[3]) if len(argv) > 3 else None)
     status, health = _request(f"{base}/healthz")
     datasets = json.loads(health)["datasets"]
     assert datasets, "/healthz lists no dataset"
