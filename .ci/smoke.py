@@ -143,7 +143,9 @@ def _find(deps: list[dict], output: str) -> dict:
     raise AssertionError(f"no callback outputs {output}")
 
 
-def check_page(base: str, deps: list[dict], path: str, shell: dict) -> int:
+def check_page(
+    base: str, deps: list[dict], path: str, shell: dict, datasets: list[str]
+) -> int:
     """Fetch one page and run its filter-driven callbacks; number of callbacks run."""
     status, html = _request(f"{base}{path}")
     assert status == 200, f"GET {path}: HTTP {status}"
@@ -160,6 +162,9 @@ def check_page(base: str, deps: list[dict], path: str, shell: dict) -> int:
     assert layout, f"{path}: the page router returned no layout"
     text = json.dumps(layout)
     assert "Something went wrong" not in text, f"{path}: layout shows an error"
+    if path == "/data":  # its layout is the dataset list (callbacks need an upload)
+        missing = [name for name in datasets if name not in text]
+        assert not missing, f"/data does not list dataset(s) {missing}"
     values = _layout_values(layout, dict(shell))
     page_ids = {key for key, _prop in values if (key, _prop) not in shell}
     ran = 0
@@ -195,12 +200,14 @@ def main(argv: list[str]) -> int:
     failures = []
     for path in [*paths, "/no-such-page"]:
         try:
-            ran = check_page(base, deps, path, shell)
+            ran = check_page(base, deps, path, shell, datasets)
         except AssertionError as err:
             failures.append(f"{path}: {err}")
             print(f"FAIL {path}: {err}")
             continue
         print(f"ok   {path}: page served, {ran} filter-driven callback(s) answered")
+        if path == "/data":
+            print(f"ok   /data lists every dataset of /healthz: {datasets}")
         if ran == 0 and path in ("/", "/nk-response", "/cd8-states"):
             failures.append(f"{path}: no callback ran")
     if failures:
