@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlencode
 import pandas as pd
 
 from data import schema
+from data.errors import DataError, Problem
 
 #: Query-string keys of the global filter (pages add their own keys beside these).
 QUERY_KEYS = ("dataset", *schema.FILTER_FIELDS)
@@ -282,26 +283,70 @@ def shown_instead(key: str, resolved: CohortFilter, dataset_title: str = "") -> 
     return f"all {FIELD_PLURALS[key]}"
 
 
-def unknown_values_message(
-    unknown: Sequence[Unknown],
+#: How the CLI spells each filter key (``cli.py stats`` and the export filter).
+CLI_FLAGS = {
+    "dataset": "--dataset",
+    "tumor_type": "--tumor-type",
+    "treatment": "--treatment",
+    "cohort": "--cohort",
+    "timepoint": "--timepoint",
+    "response": "--response",
+}
+
+
+def require_known_values(
+    flt: CohortFilter,
     options: FilterOptions,
     *,
     flags: Mapping[str, str] | None = None,
-    datasets: Sequence[str] = (),
-) -> str:
-    """One line per unknown value, naming the values that would match (CLI errors).
+    source: str = "filter",
+) -> CohortFilter:
+    """:func:`resolve_filter` for scripts: a value that matches nothing is an error.
 
-    ``flags`` maps a query key to how the caller's user typed it (``--tumor-type``);
-    by default the key itself is named.
+    A script that asked for ``--tumor-type martian`` must not silently analyse all
+    tumor types, so every value that matches nothing is reported with the values
+    that would match.
+
+    Parameters
+    ----------
+    flt
+        The filter asked for; ``flt.dataset`` is kept as given (load the bundle
+        first and pass its :func:`filter_options`).
+    options
+        Values each field can take in the dataset.
+    flags
+        How the user typed each key (``--tumor-type``); default :data:`CLI_FLAGS`.
+    source
+        Where the values came from, for the message (``filter``, ``settings.json``).
+
+    Returns
+    -------
+    CohortFilter
+        The filter in the dataset's own spelling (values match ignoring case).
+
+    Raises
+    ------
+    data.errors.DataError
+        One problem per value that matches nothing, listing the valid values.
     """
-    lines = []
+    resolved, unknown = resolve_filter(flt, options)
+    if not unknown:
+        return resolved
+    flags = CLI_FLAGS if flags is None else flags
+    problems = []
     for key, value in unknown:
-        name = (flags or {}).get(key, key)
-        valid = datasets if key == "dataset" else options.get(key, ())
-        listed = ", ".join(valid) if valid else "none in this dataset"
-        where = "" if key == "dataset" else " in this dataset"
-        lines.append(
-            f"{name} {value!r} matches no {FIELD_LABELS[key].lower()}{where}; "
-            f"valid values (case does not matter): {listed}."
+        valid = list(options.get(key, ()))
+        problems.append(
+            Problem(
+                file=source,
+                message=f"{flags.get(key, key)} {value!r} matches no "
+                f"{FIELD_LABELS[key].lower()} in this dataset.",
+                fix=(
+                    "use one of (case does not matter): " + ", ".join(valid)
+                    if valid
+                    else f"this dataset has no {FIELD_LABELS[key].lower()} "
+                    "values; drop the filter."
+                ),
+            )
         )
-    return "\n".join(lines)
+    raise DataError(problems)

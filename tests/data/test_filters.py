@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from data.bundle import load_bundle
+from data.errors import DataError
 from data.filters import (
     CohortFilter,
     apply_filter,
     filter_options,
+    require_known_values,
     resolve_filter,
     shown_instead,
     sort_categories,
-    unknown_values_message,
 )
 
 
@@ -155,12 +157,18 @@ def test_shown_instead_in_the_readers_words():
     )
 
 
-def test_unknown_values_message_lists_the_valid_values():
-    text = unknown_values_message(
-        [("tumor_type", "martian")], OPTIONS, flags={"tumor_type": "--tumor-type"}
-    )
-    assert "--tumor-type 'martian'" in text
-    assert "HNSCC, melanoma, NSCLC" in text
+def test_require_known_values_lists_the_valid_values():
+    resolved = require_known_values(CohortFilter(tumor_type=("NSCLC",)), OPTIONS)
+    assert resolved.tumor_type == ("NSCLC",)
+    with pytest.raises(DataError) as caught:
+        require_known_values(
+            CohortFilter(tumor_type=("martian", "melanoma"), timepoint=("Later",)),
+            OPTIONS,
+        )
+    first, second = caught.value.problems
+    assert "--tumor-type 'martian' matches no tumor type" in str(first)
+    assert "HNSCC, melanoma, NSCLC" in str(first)
+    assert "--timepoint 'Later'" in str(second) and "pre, on" in str(second)
 
 
 @given(
