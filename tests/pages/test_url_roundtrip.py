@@ -1,4 +1,4 @@
-"""Every link reproduces its view: the sidebar's global keys on every page, in a browser.
+"""Every link reproduces its view: the sidebar's global keys on every page (browser).
 
 Each URL is opened with a full page load (no state survives one: the filter lives in
 the address bar and in-memory Stores only). The expected controls and numbers are
@@ -111,7 +111,8 @@ def _page_number(page: str, flt: CohortFilter, demo_bundle):
         n_cells = int(samples["sample_id"].map(cells).fillna(0).sum())
         if n_cells == 0:
             return None
-        return "#cd8-states-gate-count", f"of {n_cells:,} filtered CD8 cells", "contains"
+        text = f"of {n_cells:,} filtered CD8 cells"
+        return "#cd8-states-gate-count", text, "contains"
     return None  # /data lists datasets: no number depends on the filter
 
 
@@ -155,11 +156,13 @@ def test_global_filter_keys_round_trip_on_every_page(dash_duo, demo_bundle, page
             _wait(
                 dash_duo,
                 lambda s=selector, t=text, h=how: (
-                    (_text_of(dash_duo, s) == t)
-                    if h == "equal"
-                    else (t in _text_of(dash_duo, s))
-                )
-                or _text_of(dash_duo, s),
+                    (
+                        (_text_of(dash_duo, s) == t)
+                        if h == "equal"
+                        else (t in _text_of(dash_duo, s))
+                    )
+                    or _text_of(dash_duo, s)
+                ),
                 message=f"{url}: {selector} should show {text!r}",
             )
         assert _text_of(dash_duo, NOTICE) == "", f"{url}: unexpected link notice"
