@@ -117,11 +117,14 @@ def link_fallbacks(
     datasets: list[str],
     title: str,
 ) -> list[LinkFallback]:
-    """Each link value the sidebar could not honour, in the reader's words."""
+    """Each link value the sidebar could not honour, in the reader's words.
+
+    ``datasets`` are the datasets' labels as the dataset picker shows them.
+    """
     fallbacks = []
     for key, value in unknown:
         if key == "dataset":
-            reason = f"is not a dataset on this server (there are: {_listed(datasets)})"
+            reason = f"is not a dataset here (there are: {_listed(datasets)})"
         else:
             reason = (
                 f"is not in the dataset “{title}” "
@@ -192,7 +195,13 @@ def sidebar_outputs(flt: CohortFilter, *, from_link: bool, stored: dict | None):
     options = options or {}
     if from_link and unknown:
         notice = link_notice(
-            link_fallbacks(unknown, flt, options, datasets=names, title=title),
+            link_fallbacks(
+                unknown,
+                flt,
+                options,
+                datasets=[str(o["label"]) for o in datasets],
+                title=title,
+            ),
             id=ids.LINK_NOTICE_ALERT,
         )
     elif from_link and flt.to_dict() == stored:

@@ -272,14 +272,14 @@ timepoint=(), response=()), [('tumor_type', 'martian')])
 def shown_instead(key: str, resolved: CohortFilter, dataset_title: str = "") -> str:
     """What a view shows in place of an unknown value, in the reader's words.
 
-    "all tumor types" when nothing of that field is left, "melanoma only" when other
+    "all tumor types" when nothing of that field is left, "only melanoma" when other
     chosen values remain, "the default dataset “<title>”" for a dataset.
     """
     if key == "dataset":
         return f"the default dataset “{dataset_title or resolved.dataset}”"
     kept = getattr(resolved, key)
     if kept:
-        return f"{', '.join(kept)} only"
+        return f"only {', '.join(kept)}"
     return f"all {FIELD_PLURALS[key]}"
 
 

@@ -38,6 +38,7 @@ def test_unknown_link_values_are_named_with_what_is_shown(demo_bundle):
     title = demo_bundle.meta.title
     assert "Dataset “nope”" in text and "dataset=nope" in text
     assert f"showing the default dataset “{title}” instead" in text
+    assert f"there are: {demo_bundle.meta.label}" in text  # labels, not folder names
     assert "Tumor type “martian”" in text and "tumor_type=martian" in text
     assert "showing all tumor types instead" in text
     assert "HNSCC, melanoma, NSCLC, RCC, urothelial" in text  # what it has

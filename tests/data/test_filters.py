@@ -148,7 +148,7 @@ def test_resolve_filter_unknown_dataset_falls_back_to_default_options():
 
 def test_shown_instead_in_the_readers_words():
     resolved = CohortFilter(dataset="demo", tumor_type=("melanoma",))
-    assert shown_instead("tumor_type", resolved) == "melanoma only"
+    assert shown_instead("tumor_type", resolved) == "only melanoma"
     assert shown_instead("cohort", resolved) == "all cohorts"
     assert shown_instead("response", resolved) == "all response categories"
     assert (
