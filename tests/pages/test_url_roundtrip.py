@@ -1,6 +1,7 @@
 """Every link reproduces its view: the sidebar's global keys on every page (browser).
 
-Each URL is opened with a full page load (no state survives one: the filter lives in
+Each URL is opened as in a fresh browser: cookies and web storage are cleared, then
+the page is loaded in full (the app keeps no other client state: the filter lives in
 the address bar and in-memory Stores only). The expected controls and numbers are
 computed here from the data functions, independently of the page callbacks.
 """
@@ -116,6 +117,15 @@ def _page_number(page: str, flt: CohortFilter, demo_bundle):
     return None  # /data lists datasets: no number depends on the filter
 
 
+def _open_fresh(dash_duo, url: str) -> None:
+    """Load ``url`` with nothing left from earlier pages (cookies, web storage)."""
+    driver = dash_duo.driver
+    driver.delete_all_cookies()
+    if driver.current_url.startswith("http"):
+        driver.execute_script("localStorage.clear(); sessionStorage.clear();")
+    driver.get(url)
+
+
 def _text_of(dash_duo, selector: str) -> str:
     found = dash_duo.driver.find_elements(By.CSS_SELECTOR, selector)
     return found[0].text if found else ""
@@ -129,7 +139,7 @@ def test_global_filter_keys_round_trip_on_every_page(dash_duo, demo_bundle, page
     dash_duo.start_server(app.app, port=free_port())
     for asked, expected in _cases(demo_bundle.cohort):
         url = dash_duo.server_url + page + "?" + urlencode(asked, doseq=True)
-        dash_duo.driver.get(url)
+        _open_fresh(dash_duo, url)
         flt = _expected_filter(expected)
         want_sidebar = {"dataset": flt.dataset}
         want_sidebar.update({f: list(getattr(flt, f)) for f in FIELDS})
