@@ -81,6 +81,9 @@ def shell_layout() -> html.Div:
                         color="danger",
                         className="mb-3",
                     ),
+                    # filter values of an opened link that the sidebar could not
+                    # honour, named with what is shown instead (components.filter_panel)
+                    html.Div(id=ids.LINK_NOTICE),
                     dbc.Row(
                         [
                             dbc.Col(

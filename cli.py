@@ -23,6 +23,45 @@ def _data_dir(args: argparse.Namespace) -> Path:
     )
 
 
+def resolve_cli_filter(
+    choices: object,
+    *,
+    data_dir: Path,
+    default_dataset: str,
+    flags: dict[str, str] | None = None,
+    source: str = "filter",
+):
+    """The filter a command asked for, in the dataset's spelling; DataError if not.
+
+    Values match ignoring case (``--tumor-type Melanoma``); a value that matches
+    nothing stops the command with the valid values listed (exit 1), so a script
+    never analyses more patients than it asked for. A dataset name also matches
+    ignoring case; a bundle folder is used as given.
+    """
+    from data.filters import (
+        CohortFilter,
+        filter_options,
+        match_value,
+        require_known_values,
+    )
+    from data.registry import get_bundle, list_datasets
+
+    flt = (
+        choices
+        if isinstance(choices, CohortFilter)
+        else CohortFilter.from_mapping(choices)
+    )
+    name = flt.dataset or default_dataset
+    if not (Path(name) / "dataset.json").exists():
+        names = [entry.name for entry in list_datasets(data_dir)]
+        name = match_value(name, names) or name
+    bundle = get_bundle(name, data_dir)
+    flt = CohortFilter.from_mapping(dict(flt.to_dict(), dataset=name))
+    return require_known_values(
+        flt, filter_options(bundle.cohort), flags=flags, source=source
+    )
+
+
 # ----------------------------------------------------------------------------- demo
 
 
@@ -363,11 +402,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
         document = parse_settings_document(document)
     settings = get_settings()
-    view = cohort_view(
+    data_dir = _data_dir(args)
+    # the filter of a hand-edited settings.json is checked like a command-line one
+    flt = resolve_cli_filter(
         document["filter"],
-        data_dir=_data_dir(args),
+        data_dir=data_dir,
         default_dataset=str(document.get("dataset") or settings.default_dataset),
+        flags={key: f"filter `{key}`" for key in document["filter"]},
+        source=source.name,
     )
+    view = cohort_view(flt, data_dir=data_dir, default_dataset=flt.dataset)
     out = Path(args.out)
 
     def write(name: str, data: bytes) -> None:

@@ -11,6 +11,9 @@ NAV_PATHS = "shell-nav-paths"
 DATASET = "shell-filter-dataset"
 DATASET_INFO = "shell-dataset-info"
 ERROR_ALERT = "shell-error"
+#: Where the shell says which values of an opened link it could not honour.
+LINK_NOTICE = "shell-link-notice"
+LINK_NOTICE_ALERT = "shell-link-notice-alert"
 
 
 def filter_dropdown(field: str) -> str:
