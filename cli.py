@@ -241,6 +241,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         "definition": args.response,
         "nk_timepoint": args.timepoint,
         "split": args.split,
+        "landmark": args.landmark,
     }
     # the page falls back quietly on odd URL values; a script asked explicitly
     cohort = view.bundle.cohort
@@ -297,10 +298,54 @@ def _stats_text(report: dict, exclusions: str) -> str:
             )
             + (f"; {auc['message']}" if auc["message"] else "")
         )
+    lines += _survival_text(report)
     for warning in report["notes"]:
         lines.append(f"Note: {warning}")
     lines.append("Use --json for every statistic (strata, pooling, survival, logistic)")
     return "\n".join(lines)
+
+
+def _survival_text(report: dict) -> list[str]:
+    """Survival lines: where time starts, the NK groups' cut-offs, log-rank p."""
+    from analysis.stats import format_p
+
+    if report["survival_message"]:
+        return [
+            f"Survival: {report['survival_message']} (here: --timepoint pre, or "
+            "--landmark MONTHS)"
+        ]
+    if not report["survival"]:
+        return []
+    landmark = report["landmark_months"]
+    groups = report["nk_groups"]["definitions"]
+    lines = [
+        "Survival by NK group ("
+        + "; ".join(f"{g}: {text}" for g, text in groups.items())
+        + ")"
+        + (
+            ""
+            if landmark is None
+            else f", from a landmark {landmark:g} months after treatment start"
+        )
+        + ":"
+    ]
+    for surv in report["survival"].values():
+        counts = ", ".join(
+            f"{g['group']} n={g['n']} ({g['events']} events)" for g in surv["groups"]
+        )
+        test = (
+            f"log-rank {format_p(surv['logrank_p'])}"
+            if surv["logrank_p"] is not None
+            else surv["message"]
+        )
+        excluded = (
+            ""
+            if landmark is None
+            else f"; {surv['n_excluded_before_landmark']} excluded (follow-up ended "
+            "by the landmark)"
+        )
+        lines.append(f"  {surv['endpoint']}: {counts}; {test}{excluded}")
+    return lines
 
 
 def add_stats(sub: argparse._SubParsersAction) -> None:
@@ -327,6 +372,14 @@ def add_stats(sub: argparse._SubParsersAction) -> None:
         help="response definition (default: objective, or reported without RECIST)",
     )
     p.add_argument("--split", default="median", choices=["median", "tertile"])
+    p.add_argument(
+        "--landmark",
+        type=float,
+        default=None,
+        metavar="MONTHS",
+        help="survival from this many months after treatment start, among patients "
+        "still event-free and followed then (needed for survival by on/post NK)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON (see README)")
     p.set_defaults(func=cmd_stats)
 
