@@ -133,7 +133,7 @@ def parse_landmark(value: object) -> float | None:
     try:
         months = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValueError("is not a number of months") from None
+        raise ValueError("is not a number of months after treatment start") from None
     if not math.isfinite(months) or months <= 0 or months > MAX_LANDMARK:
         raise ValueError(
             f"must be more than 0 and at most {MAX_LANDMARK:g} months after "
@@ -221,7 +221,7 @@ def resolve_state_fallbacks(
                 key="landmark",
                 label=CONTROL_LABELS["landmark"],
                 requested=str(landmark_raw),
-                value=f"{landmark_raw} months",
+                value=str(landmark_raw),
                 shown=NO_LANDMARK,
                 reason=str(err),
             )
@@ -341,6 +341,37 @@ class NKResponseAnalysis:
         return split_definitions(self.cutoffs, self.state.split, quantity)
 
     @property
+    def quantity(self) -> str:
+        """The metric as a sentence names it."""
+        return self.metric.short if self.metric else "the NK metric"
+
+    @property
+    def direction_text(self) -> str:
+        """The effect direction in words with its rank-biserial r.
+
+        From the Mann-Whitney test of a binary definition; for RECIST's four
+        groups from the objective-response ROC (r = 2 AUC - 1), and says so.
+        """
+        two = self.two_group
+        if two is not None:
+            return stats.direction_sentence(two.r, quantity=self.quantity)
+        roc = self.roc
+        if roc is None:
+            return ""
+        r = 2 * roc.auc - 1 if math.isfinite(roc.auc) else math.nan
+        sentence = stats.direction_sentence(r, quantity=self.quantity)
+        return f"{self.binary_label}: {sentence}"
+
+    @property
+    def auc_text(self) -> str:
+        """What the AUC means, in words."""
+        if self.roc is None:
+            return ""
+        return stats.auc_sentence(
+            self.roc.auc, quantity=self.quantity, lower_predicts=True
+        )
+
+    @property
     def survival_origin(self) -> str:
         """Where survival time is counted from, in words."""
         if self.state.landmark is None:
@@ -402,6 +433,7 @@ class NKResponseAnalysis:
                     "p": two.p,
                     "rank_biserial_r": two.r,
                     "sign": "r > 0: lower metric in responders",
+                    "direction": self.direction_text,
                     "message": two.message,
                 },
                 "kruskal_wallis": self.multi_group,
@@ -412,6 +444,8 @@ class NKResponseAnalysis:
                     "ci_low": roc.ci_low,
                     "ci_high": roc.ci_high,
                     "direction": "lower metric predicts response",
+                    "sentence": self.auc_text,
+                    "effect_direction": self.direction_text,
                     "method": roc.method,
                     "n_responders": roc.n_pos,
                     "n_non_responders": roc.n_neg,
@@ -453,7 +487,15 @@ class NKResponseAnalysis:
                 "paired": list(self.paired.tests) if self.paired else [],
                 "notes": list(self.notes),
                 "fallbacks": [
-                    {"key": f.key, "requested": f.requested, "note": f.note}
+                    {
+                        "key": f.key,
+                        "requested": f.requested,
+                        "label": f.label,
+                        "value": f.value,
+                        "shown": f.shown,
+                        "reason": f.reason,
+                        "note": f.note,
+                    }
                     for f in self.fallbacks
                 ],
                 "empty_message": self.empty_message,
@@ -555,8 +597,7 @@ def analyze_nk_response(
     if at_tp.empty:
         return NKResponseAnalysis(
             patients=pd.DataFrame(),
-            empty_message=f"No {TIMEPOINT_LABELS[tp]} samples in the filtered cohort; "
-            "choose another timepoint or widen the filters.",
+            empty_message=_no_timepoint_message(samples, tp),
             **base,
         )
     at_tp = at_tp.assign(group=assign_response(at_tp, definition.key))
@@ -636,6 +677,15 @@ def analyze_nk_response(
         cox=cox,
         paired=paired_pre_on(samples, metric.key, definition),
         **base,
+    )
+
+
+def _no_timepoint_message(samples: pd.DataFrame, timepoint: str) -> str:
+    present = [t for t in schema.TIMEPOINTS if (samples["timepoint"] == t).any()]
+    there = " and ".join(TIMEPOINT_LABELS[t] for t in present)
+    return (
+        f"No {TIMEPOINT_LABELS[timepoint]} samples in the filtered cohort "
+        f"(its samples are {there} only)."
     )
 
 

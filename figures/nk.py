@@ -78,8 +78,8 @@ def describe_test(result: NKResponseAnalysis, sep: str = "; ") -> str:
         if t.message:
             return t.message
         return (
-            f"Two-sided Mann-Whitney U = {t.u:g}, {format_p(t.p)}{sep}rank-biserial "
-            f"r = {t.r:.2f} (r > 0: lower in responders)"
+            f"Two-sided Mann-Whitney U = {t.u:g}, {format_p(t.p)}{sep}"
+            f"{result.direction_text} (rank-biserial r; r > 0: lower in responders)"
         )
     if result.multi_group is not None:
         m = result.multi_group
@@ -199,8 +199,12 @@ def forest_figure(
     *,
     metric_label: str,
     binary_label: str,
+    quantity: str = "",
 ) -> go.Figure:
     """Rank-biserial r with 95% CI per stratum, and the DerSimonian-Laird pool.
+
+    ``quantity`` names the metric in the sentence stating the pooled direction
+    (the tumor-type pool; the metric label when blank).
 
     Rows read top-down: strata by tumor type, their pool, strata by cohort, their
     pool. Rows without an estimate say why.
@@ -300,13 +304,30 @@ def forest_figure(
         range=[-1, 1],
         title=f"Rank-biserial r (95% CI); r > 0: lower {metric_label} in responders",
     )
+    first_pool = next(
+        (
+            (by, p)
+            for by, p in pooled.items()
+            if p is not None and math.isfinite(p.estimate)
+        ),
+        None,
+    )
+    pooled_line = (
+        f"Pooled across {BY_LABELS.get(first_pool[0], first_pool[0])}s: "
+        + stats.direction_sentence(
+            first_pool[1].estimate, quantity=quantity or metric_label
+        )
+        if first_pool is not None
+        else ""
+    )
     fig.update_layout(
         title=_title(
             "Effect per tumor type and per cohort",
             f"{binary_label}; rank-biserial r with DeLong-based 95% CI; pooled by "
             "DerSimonian-Laird random effects",
+            pooled_line,
         ),
-        margin={"r": 230, "l": 250, "t": 90},
+        margin={"r": 230, "l": 250, "t": 110 if pooled_line else 90},
         height=max(360, 60 + 30 * len(rows) + 90),
     )
     return fig
@@ -733,6 +754,8 @@ def panels_from_analysis(view, result: NKResponseAnalysis) -> list[Panel]:
         f"One {tp} value per patient ({n_text}); box = median and IQR. "
         f"{annotation}.{excluded}"
     )
+    if result.multi_group is not None and result.direction_text:
+        box_caption += f" {result.direction_text}."
     if result.multi_group is not None and result.multi_group.pairwise:
         pairs = "; ".join(
             f"{p.group1} vs {p.group2} q = {p.p_adjusted:.3g}"
@@ -763,8 +786,9 @@ def panels_from_analysis(view, result: NKResponseAnalysis) -> list[Panel]:
     roc_caption = (
         f"Direction stated: lower {metric} predicts response ({result.binary_label}); "
         f"AUC {_num(roc.auc)} ({_ci(roc.ci_low, roc.ci_high)}, DeLong), "
-        f"n={roc.n_pos} responders / {roc.n_neg} non-responders. AUC < 0.5 means "
-        "higher values in responders."
+        f"n={roc.n_pos} responders / {roc.n_neg} non-responders. "
+        f"{result.auc_text}; AUC < 0.5 means higher values in responders. "
+        f"{result.direction_text}."
         + (
             ""
             if result.definition.binary
@@ -776,7 +800,10 @@ def panels_from_analysis(view, result: NKResponseAnalysis) -> list[Panel]:
             key="nk-roc",
             title="ROC",
             figure=roc_figure(
-                roc, metric_label=metric, binary_label=result.binary_label
+                roc,
+                metric_label=metric,
+                binary_label=result.binary_label,
+                subtitle=result.auc_text,
             ),
             table=pd.DataFrame(
                 {"false_positive_rate": roc.fpr, "sensitivity": roc.tpr}
@@ -791,7 +818,8 @@ def panels_from_analysis(view, result: NKResponseAnalysis) -> list[Panel]:
     pooled = result.pooled.get("tumor_type")
     pooled_text = (
         f"pooled r {pooled.estimate:.2f} ({_ci(pooled.ci_low, pooled.ci_high)}), "
-        f"I² = {100 * pooled.i2:.0f}%"
+        f"I² = {100 * pooled.i2:.0f}%; "
+        + stats.direction_sentence(pooled.estimate, quantity=result.quantity)
         if pooled is not None and math.isfinite(pooled.estimate)
         else "no pooled estimate (fewer than two tumor types with an estimate)"
     )
@@ -804,6 +832,7 @@ def panels_from_analysis(view, result: NKResponseAnalysis) -> list[Panel]:
                 result.pooled,
                 metric_label=metric,
                 binary_label=result.binary_label,
+                quantity=result.quantity,
             ),
             table=forest_rows,
             caption=f"Rank-biserial r of {metric} per stratum ({result.binary_label}); "

@@ -7,30 +7,36 @@ import pytest
 from data.filters import CohortFilter
 from tests.conftest import free_port
 
-# positions in the callback's outputs
-BOX, ROC, FOREST, KM_OS = 0, 1, 2, 3
-BOX_CAPTION = 7
-METRIC_VALUE, DEFINITION_VALUE, STORE, SUMMARY = 15, 17, 20, 21
-CONTENT_HIDDEN, EMPTY_HIDDEN, EMPTY = 23, 24, 25
-
 
 def _store(**fields) -> dict:
     return CohortFilter.from_mapping({"dataset": "demo", **fields}).to_dict()
 
 
-def _call(filter_data, metric=None, definition=None, timepoint="pre", split="median",
-          stored=None):  # fmt: skip
-    from pages.nk_response import update_nk_response
+def _call(
+    filter_data, metric=None, definition=None, timepoint="pre", split="median",
+    landmark=None, stored=None, link=None, chosen=None, trigger=None,
+):  # fmt: skip
+    """The page's outputs by name (``pages.nk_response.OUTPUT_NAMES``)."""
+    from pages.nk_response import compute_page
 
-    return update_nk_response(
-        filter_data, metric, definition, timepoint, split, stored or {}
-    )
+    controls = {
+        "metric": metric, "definition": definition, "nk_timepoint": timepoint,
+        "split": split, "landmark": landmark,
+    }  # fmt: skip
+    return compute_page(
+        filter_data, controls, stored=stored, link=link, chosen=chosen,
+        trigger=trigger,
+    )  # fmt: skip
 
 
 def _text(children) -> str:
-    return "".join(
-        c if isinstance(c, str) else str(getattr(c, "children", "")) for c in children
-    )
+    if children is None:
+        return ""
+    if isinstance(children, str):
+        return children
+    if isinstance(children, list | tuple):
+        return "".join(_text(c) for c in children)
+    return _text(getattr(children, "children", ""))
 
 
 def test_defaults_and_exclusions(demo_bundle):
@@ -38,23 +44,24 @@ def test_defaults_and_exclusions(demo_bundle):
 
     out = _call(_store())
     expected = analyze_nk_response(demo_bundle.cohort, {})
-    assert out[METRIC_VALUE] == "nk_lymphocytes"
-    assert out[DEFINITION_VALUE] == "objective"
-    assert out[STORE] == {
+    assert out["metric"] == "nk_lymphocytes"
+    assert out["definition"] == "objective"
+    assert out["state"] == {
         "metric": "nk_lymphocytes",
         "definition": "objective",
         "nk_timepoint": "pre",
         "split": "median",
+        "landmark": None,
     }
-    summary = _text(out[SUMMARY])
+    summary = _text(out["summary"])
     assert f"{expected.n_no_response} patients without evaluable response excluded" in (
         summary
     )
-    box = out[BOX].to_dict()
+    box = out["figure:nk-box"].to_dict()
     assert [t["name"] for t in box["data"]] == [
         f"{s.group}<br>(n={s.n})" for s in expected.summaries
     ]
-    assert out[CONTENT_HIDDEN] is False and out[EMPTY_HIDDEN] is True
+    assert out["content_hidden"] is False and out["empty_hidden"] is True
 
 
 def test_metric_and_filter_change_figures_and_p(demo_bundle):
@@ -62,36 +69,40 @@ def test_metric_and_filter_change_figures_and_p(demo_bundle):
     raw = _call(_store(), metric="frac_nk")
     melanoma = _call(_store(tumor_type=["melanoma"]), metric="frac_nk")
     titles = [
-        o[BOX].to_dict()["layout"]["title"]["text"] for o in (base, raw, melanoma)
+        o["figure:nk-box"].to_dict()["layout"]["title"]["text"]
+        for o in (base, raw, melanoma)
     ]
     assert "NK among lymphocytes" in titles[0] and "fraction of CD45+" in titles[1]
-    captions = {o[BOX_CAPTION] for o in (base, raw, melanoma)}
+    captions = {o["caption:nk-box"] for o in (base, raw, melanoma)}
     assert len(captions) == 3  # p-values and n differ
-    assert "melanoma" in melanoma[FOREST].to_dict()["layout"]["yaxis"]["ticktext"][1]
+    assert (
+        "melanoma"
+        in melanoma["figure:nk-forest"].to_dict()["layout"]["yaxis"]["ticktext"][1]
+    )
 
 
 def test_url_state_survives_dropdown_reset(demo_bundle):
     # the metric dropdown loses its URL value before options arrive: the store wins
     out = _call(_store(), metric=None, stored={"metric": "log2_nk_cd8"})
-    assert out[METRIC_VALUE] == "log2_nk_cd8"
+    assert out["metric"] == "log2_nk_cd8"
 
 
 def test_odd_values_fall_back_with_note(demo_bundle):
     out = _call(_store(), metric="bogus", split="quartile")
-    assert out[METRIC_VALUE] == "nk_lymphocytes"
-    assert "'bogus' is not available" in _text(out[SUMMARY])
+    assert out["metric"] == "nk_lymphocytes"
+    assert "NK metric “bogus” is not a known choice" in _text(out["summary"])
 
 
 def test_empty_filter_shows_empty_state(demo_bundle):
     out = _call(_store(tumor_type=["RCC"], treatment=["anti-CTLA-4"]))
-    assert out[CONTENT_HIDDEN] is True and out[EMPTY_HIDDEN] is False
-    assert "No samples match" in str(out[EMPTY])
+    assert out["content_hidden"] is True and out["empty_hidden"] is False
+    assert "No samples match" in str(out["empty"])
 
 
 def test_recist_definition_names_kruskal(demo_bundle):
     out = _call(_store(), definition="recist")
-    assert "Kruskal-Wallis" in out[BOX].to_dict()["layout"]["title"]["text"]
-    assert "Benjamini-Hochberg" in out[BOX_CAPTION]
+    assert "Kruskal-Wallis" in out["figure:nk-box"].to_dict()["layout"]["title"]["text"]
+    assert "Benjamini-Hochberg" in out["caption:nk-box"]
 
 
 def test_layout_tolerates_odd_query():
@@ -129,3 +140,152 @@ def test_metric_and_tumor_type_change_in_browser(dash_duo, demo_bundle):
     assert f"n={melanoma.n1}" in dash_duo.find_element(caption).text
     url = dash_duo.driver.current_url
     assert "metric=frac_nk" in url and "tumor_type=melanoma" in url
+
+
+# ------------------------------------------------- issue 12: links, banner, timepoint
+
+
+def test_link_with_unknown_values_shows_notice_and_rewrites_state(demo_bundle):
+    link = {"metric": "foo", "definition": "nope", "nk_timepoint": "later",
+            "split": "x", "landmark": "-3"}  # fmt: skip
+    out = _call(_store(), metric="foo", definition="nope", timepoint="later",
+                split="x", link=link, stored=link)  # fmt: skip
+    notice = _text(out["notice"])
+    for key, value, label in (
+        ("metric", "foo", "NK metric"),
+        ("definition", "nope", "Response definition"),
+        ("nk_timepoint", "later", "NK timepoint"),
+        ("split", "x", "NK groups (survival)"),
+        ("landmark", "-3", "Landmark (months)"),
+    ):
+        assert f"{key}={value}" in notice
+        assert f"The link asked for {label} “{value}”" in notice
+    assert "showing NK among lymphocytes" in notice
+    assert "showing Objective response (CR/PR vs SD/PD) instead" in notice
+    assert "showing pre-treatment instead" in notice
+    assert "showing no landmark (survival from treatment start) instead" in notice
+    # the URL (written from the state store) becomes the state shown
+    assert out["state"] == {"metric": "nk_lymphocytes", "definition": "objective",
+                            "nk_timepoint": "pre", "split": "median",
+                            "landmark": None}  # fmt: skip
+    assert out["link"] is None  # consumed: later changes are not "the link"
+    assert (out["metric"], out["nk_timepoint"], out["landmark"]) == (
+        "nk_lymphocytes", "pre", None,
+    )  # fmt: skip
+    # the same state computed directly gives the same numbers
+    clean = _call(_store())
+    assert _text(clean["summary"]) == _text(out["summary"])
+    assert clean["notice"] is None
+
+
+def test_valid_link_has_no_notice(demo_bundle):
+    link = {"metric": "frac_nk", "nk_timepoint": "on", "landmark": "3"}
+    out = _call(_store(), metric="frac_nk", timepoint="on", landmark=3, link=link)
+    assert out["notice"] is None
+    assert out["state"]["landmark"] == 3.0 and out["landmark"] == 3.0
+    assert "landmark 3 months after treatment start" in _text(out["summary"])
+
+
+@pytest.fixture(scope="module")
+def no_recist_hnscc(tmp_path_factory, demo_bundle):
+    """The demo with RECIST removed for HNSCC (the study-reported R/NR kept)."""
+    from tests.conftest import write_bundle
+
+    cohort = demo_bundle.cohort.copy()
+    cohort["recist"] = cohort["recist"].astype(object)
+    cohort.loc[cohort["tumor_type"] == "HNSCC", "recist"] = None
+    return write_bundle(tmp_path_factory.mktemp("mixed") / "mixed", cohort)
+
+
+def test_definition_banner_when_filtered_view_has_no_recist(no_recist_hnscc):
+    dataset = str(no_recist_hnscc)
+    hnscc = CohortFilter(dataset=dataset, tumor_type=("HNSCC",)).to_dict()
+    out = _call(hnscc, definition="objective", chosen={"definition": "objective"},
+                trigger="shell-filter")  # fmt: skip
+    banner = _text(out["banner"])
+    assert "You chose “Objective response (CR/PR vs SD/PD)”" in banner
+    assert "none of the filtered patients has a RECIST value" in banner
+    assert "“Response as reported by the study (R vs NR)”" in banner
+    assert out["definition"] == "reported" and out["state"]["definition"] == "reported"
+    assert [o["value"] for o in out["definition_options"]] == ["reported"]
+    assert "Response: Response as reported by the study" in _text(out["summary"])
+    # still remembered: the next change keeps the banner while it applies...
+    again = _call(
+        hnscc, metric="frac_nk", definition="reported",
+        chosen={"definition": "objective"}, trigger="nk-response-metric",
+    )  # fmt: skip
+    assert "You chose" in _text(again["banner"])
+    # ... and objective response comes back once the filter allows it
+    wider = CohortFilter(dataset=dataset, tumor_type=("HNSCC", "melanoma")).to_dict()
+    back = _call(wider, definition="reported", chosen={"definition": "objective"},
+                 trigger="shell-filter")  # fmt: skip
+    assert back["banner"] is None and back["definition"] == "objective"
+    # choosing a definition in the menu replaces the remembered one
+    picked = _call(wider, definition="benefit", chosen={"definition": "objective"},
+                   trigger="nk-response-definition")  # fmt: skip
+    assert picked["definition"] == "benefit"
+    assert picked["chosen"] == {"definition": "benefit"}
+
+
+def test_sidebar_timepoint_on_with_nk_pre_names_the_control(demo_bundle):
+    out = _call(_store(timepoint=["on"]), timepoint="pre")
+    assert out["content_hidden"] is True
+    text = _text(out["empty"])
+    assert "No pre-treatment samples in the filtered cohort" in text
+    assert "The sidebar filter “Timepoint” keeps only on-treatment samples" in text
+    assert "Set “NK timepoint” on this page to “on”" in text
+    assert "add “pre” to “Timepoint” in the sidebar" in text
+    disabled = {o["value"]: o["disabled"] for o in out["timepoint_options"]}
+    assert disabled == {"pre": True, "on": False, "post": True}
+    # following the advice fills the page
+    fixed = _call(_store(timepoint=["on"]), timepoint="on")
+    assert fixed["content_hidden"] is False
+
+
+def test_landmark_typed_and_cleared(demo_bundle):
+    bad = _call(_store(), timepoint="on", landmark=-3, trigger="nk-response-landmark")
+    assert "Landmark (months) “-3” must be more than 0" in _text(bad["notice"])
+    assert bad["landmark"] is None
+    assert "immortal-time bias" in bad["caption:nk-km-os"]
+    cleared = _call(
+        _store(), timepoint="on", landmark=None, stored={"landmark": 3.0},
+        trigger="nk-response-landmark",
+    )  # fmt: skip
+    assert cleared["state"]["landmark"] is None
+    kept = _call(_store(), timepoint="on", landmark=None, stored={"landmark": 3.0},
+                 trigger="nk-response-metric")  # fmt: skip
+    assert kept["state"]["landmark"] == 3.0
+
+
+def test_summary_and_figures_state_direction_in_words(demo_bundle):
+    from analysis.nk_response import analyze_nk_response
+
+    out = _call(_store())
+    result = analyze_nk_response(demo_bundle.cohort, {})
+    r, auc = result.two_group.r, result.roc.auc
+    sentence = (
+        f"NK among lymphocytes is lower in responders than in non-responders "
+        f"(r = {r:.2f})"
+    )
+    summary = _text(out["summary"])
+    assert sentence in summary
+    assert f"AUC = {auc:.2f}: in {auc:.0%} of responder/non-responder pairs" in summary
+    assert sentence in out["caption:nk-box"]
+    assert sentence in out["figure:nk-box"].to_dict()["layout"]["title"]["text"]
+    roc_title = out["figure:nk-roc"].to_dict()["layout"]["title"]["text"]
+    assert f"AUC = {auc:.2f}: in {auc:.0%}" in roc_title
+    assert (
+        f"AUC = {auc:.2f}" in out["caption:nk-roc"]
+        and sentence in (out["caption:nk-roc"])
+    )
+    forest_title = out["figure:nk-forest"].to_dict()["layout"]["title"]["text"]
+    assert "Pooled across tumor types: NK among lymphocytes is" in forest_title
+    assert (
+        "Pooled" not in out["caption:nk-forest"]
+        or "NK among lymphocytes is" in (out["caption:nk-forest"])
+    )
+    recist = _call(_store(), definition="recist")
+    assert (
+        "Objective response (CR/PR vs SD/PD): NK among lymphocytes is lower"
+        in recist["caption:nk-box"]
+    )
