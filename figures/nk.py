@@ -59,9 +59,25 @@ def _axis(label: str) -> str:
     return label
 
 
-def _title(main: str, *subs: str) -> str:
-    """Title with small subtitle lines (each ``sub`` on its own line)."""
-    return main + "".join(f"<br><sup>{s}</sup>" for s in subs if s)
+def _title(main: str, *subs: str, width: int = 80) -> str:
+    """Title with small subtitle lines (each ``sub`` on its own line, long ones
+    wrapped so a half-width card does not cut them off)."""
+    lines = [
+        line
+        for sub in subs
+        if sub
+        for line in (
+            textwrap.wrap(sub, width, break_on_hyphens=False)
+            if "<" not in sub
+            else [sub]
+        )
+    ]
+    return main + "".join(f"<br><sup>{line}</sup>" for line in lines)
+
+
+def _top(title: str, minimum: int) -> int:
+    """Top margin that fits a title of this many lines."""
+    return max(minimum, 60 + 19 * title.count("<br>"))
 
 
 def _color(group: str, i: int) -> str:
@@ -77,10 +93,11 @@ def describe_test(result: NKResponseAnalysis, sep: str = "; ") -> str:
         t = result.two_group
         if t.message:
             return t.message
-        return (
-            f"Two-sided Mann-Whitney U = {t.u:g}, {format_p(t.p)}{sep}"
-            f"{result.direction_text} (rank-biserial r; r > 0: lower in responders)"
-        )
+        # "(r = 0.37)" -> "(rank-biserial r = 0.37; r > 0: lower in responders)"
+        direction = result.direction_text.replace("(r = ", "(rank-biserial r = ")
+        if sep == "; ":
+            direction = direction.removesuffix(")") + "; r > 0: lower in responders)"
+        return f"Two-sided Mann-Whitney U = {t.u:g}, {format_p(t.p)}{sep}{direction}"
     if result.multi_group is not None:
         m = result.multi_group
         if not math.isfinite(m.p):
@@ -136,15 +153,16 @@ def nk_response_box(
             + "value %{y:.4g}; samples averaged: %{customdata[3]}<extra></extra>",
             showlegend=False,
         )
+    title = _title(
+        f"{metric_label}<br>by {definition_label}", *annotation.split("<br>"),
+        subtitle,
+    )  # fmt: skip
     fig.update_layout(
-        title=_title(
-            f"{metric_label}<br>by {definition_label}", *annotation.split("<br>"),
-            subtitle,
-        ),
+        title=title,
         yaxis_title=_axis(metric_label),
         xaxis_title=definition_label,
-        margin={"t": 150, "l": 80},
-    )  # fmt: skip
+        margin={"t": _top(title, 150), "l": 80},
+    )
     return fig
 
 
@@ -169,16 +187,17 @@ def roc_figure(
         hovertemplate="false-positive rate %{x:.2f}<br>sensitivity %{y:.2f}"
         "<extra></extra>",
     )  # fmt: skip
+    title = _title(
+        f"ROC: lower {metric_label}<br>predicts response",
+        f"{binary_label}; n={roc.n_pos} responders, {roc.n_neg} non-responders",
+        subtitle,
+    )
     fig.update_layout(
-        title=_title(
-            f"ROC: lower {metric_label}<br>predicts response",
-            f"{binary_label}; n={roc.n_pos} responders, {roc.n_neg} non-responders",
-            subtitle,
-        ),
+        title=title,
         xaxis={"title": "1 - specificity (false-positive rate)", "range": [0, 1]},
         yaxis={"title": "Sensitivity (true-positive rate)", "range": [0, 1.02]},
         legend={"x": 0.98, "y": 0.02, "xanchor": "right", "yanchor": "bottom"},
-        margin={"t": 110},
+        margin={"t": _top(title, 110)},
     )
     if roc.message:
         fig.add_annotation(

@@ -270,22 +270,139 @@ def test_summary_and_figures_state_direction_in_words(demo_bundle):
     summary = _text(out["summary"])
     assert sentence in summary
     assert f"AUC = {auc:.2f}: in {auc:.0%} of responder/non-responder pairs" in summary
-    assert sentence in out["caption:nk-box"]
-    assert sentence in out["figure:nk-box"].to_dict()["layout"]["title"]["text"]
-    roc_title = out["figure:nk-roc"].to_dict()["layout"]["title"]["text"]
-    assert f"AUC = {auc:.2f}: in {auc:.0%}" in roc_title
+
+    def title(key):  # wrapped subtitle lines joined back
+        text = out[f"figure:{key}"].to_dict()["layout"]["title"]["text"]
+        return text.replace("</sup><br><sup>", " ")
+
+    ranked = sentence.replace("(r = ", "(rank-biserial r = ")
     assert (
-        f"AUC = {auc:.2f}" in out["caption:nk-roc"]
-        and sentence in (out["caption:nk-roc"])
+        ranked.removesuffix(")") + "; r > 0: lower in responders)"
+        in (out["caption:nk-box"])
     )
-    forest_title = out["figure:nk-forest"].to_dict()["layout"]["title"]["text"]
-    assert "Pooled across tumor types: NK among lymphocytes is" in forest_title
-    assert (
-        "Pooled" not in out["caption:nk-forest"]
-        or "NK among lymphocytes is" in (out["caption:nk-forest"])
+    assert ranked in title("nk-box")
+    assert f"AUC = {auc:.2f}: in {auc:.0%} of responder/non-responder pairs" in (
+        title("nk-roc")
     )
+    assert f"AUC = {auc:.2f}" in out["caption:nk-roc"]
+    assert sentence in out["caption:nk-roc"]
+    assert "Pooled across tumor types: NK among lymphocytes is" in title("nk-forest")
+    assert "across tumor types: pooled r" in out["caption:nk-forest"]
+    assert "NK among lymphocytes is lower in responders" in out["caption:nk-forest"]
     recist = _call(_store(), definition="recist")
     assert (
         "Objective response (CR/PR vs SD/PD): NK among lymphocytes is lower"
         in recist["caption:nk-box"]
     )
+
+
+# every NK page URL key, each allowed value on the demo; then the unknown values
+ROUND_TRIP = [
+    *(("metric", v) for v in ("frac_nk", "nk_lymphocytes", "nk_over_nk_cd8",
+                              "log2_nk_cd8")),
+    *(("definition", v) for v in ("objective", "benefit", "recist", "reported")),
+    *(("nk_timepoint", v) for v in ("pre", "on", "post")),
+    *(("split", v) for v in ("median", "tertile")),
+    *(("landmark", v) for v in ("3", "4.5")),
+]  # fmt: skip
+UNKNOWN = [
+    ("metric", "foo", "NK metric"),
+    ("definition", "nope", "Response definition"),
+    ("nk_timepoint", "later", "NK timepoint"),
+    ("split", "x", "NK groups (survival)"),
+    ("landmark", "-3", "Landmark (months)"),
+]
+
+
+def _fresh(dash_duo, path: str) -> None:
+    """Open ``path`` as a new visit: no storage, no cookies, a full page load."""
+    driver = dash_duo.driver
+    driver.get(dash_duo.server_url + "/404-blank")
+    driver.delete_all_cookies()
+    driver.execute_script("window.localStorage.clear(); window.sessionStorage.clear();")
+    driver.get(dash_duo.server_url + path)
+
+
+def _shown_controls(dash_duo) -> dict:
+    find = dash_duo.find_element
+    return {
+        "metric": find("#nk-response-metric").text,
+        "definition": find("#nk-response-definition").text,
+        "nk_timepoint": find("#nk-response-timepoint input:checked").get_attribute(
+            "value"
+        ),
+        "split": find("#nk-response-split input:checked").get_attribute("value"),
+        "landmark": find("#nk-response-landmark").get_attribute("value"),
+    }
+
+
+def _expected(state: dict) -> tuple[dict, str, str]:
+    """Controls, 'n patients analysed' and the test line, computed server-side."""
+    from analysis.nk_metrics import get_metric
+    from analysis.response import DEFINITIONS
+    from data.registry import get_bundle
+    from pages.nk_response import compute_page
+    from tests.conftest import DATA_DIR
+
+    out = compute_page(_store(), {}, link=state)
+    resolved = out["state"]
+    summary = out["summary"]
+    n_text = next(
+        c.children for c in summary if getattr(c, "id", "") == "nk-response-n"
+    )
+    test = next(
+        c.children for c in summary if getattr(c, "id", "") == "nk-response-test"
+    )
+    table = get_bundle("demo", DATA_DIR).cohort
+    controls = {
+        "metric": get_metric(table, resolved["metric"]).label,
+        "definition": DEFINITIONS[resolved["definition"]].label,
+        "nk_timepoint": resolved["nk_timepoint"],
+        "split": resolved["split"],
+        "landmark": "" if resolved["landmark"] is None else f"{resolved['landmark']:g}",
+    }
+    return controls, n_text, test
+
+
+@pytest.mark.browser
+def test_every_url_key_round_trips_in_a_fresh_browser(dash_duo, demo_bundle):
+    """Each key at each allowed value: same controls and numbers as the server's."""
+    import app
+
+    dash_duo.start_server(app.app, port=free_port())
+    for key, value in ROUND_TRIP:
+        _fresh(dash_duo, f"/nk-response?dataset=demo&{key}={value}")
+        controls, n_text, test = _expected({key: value})
+        dash_duo.wait_for_text_to_equal("#nk-response-n", n_text, timeout=60)
+        dash_duo.wait_for_text_to_equal("#nk-response-test", test, timeout=20)
+        assert _shown_controls(dash_duo) == controls, (key, value)
+        assert f"{key}={value}" in dash_duo.driver.current_url, (key, value)
+        assert not dash_duo.driver.find_elements("css selector", ".link-notice")
+    # survival from a landmark is stated on the page
+    assert (
+        "landmark 4.5 months after treatment start"
+        in dash_duo.find_element("#nk-response-survival").text
+    )
+    assert dash_duo.get_logs() == []
+
+
+@pytest.mark.browser
+def test_unknown_url_values_show_a_notice_and_rewrite_the_url(dash_duo, demo_bundle):
+    import app
+
+    dash_duo.start_server(app.app, port=free_port())
+    controls, n_text, test = _expected({})
+    for key, value, label in UNKNOWN:
+        _fresh(dash_duo, f"/nk-response?dataset=demo&{key}={value}")
+        dash_duo.wait_for_contains_text(
+            ".link-notice", f"The link asked for {label} “{value}”", timeout=60
+        )
+        notice = dash_duo.find_element(".link-notice").text
+        assert f"{key}={value}" in notice and "instead" in notice
+        dash_duo.wait_for_text_to_equal("#nk-response-n", n_text, timeout=20)
+        assert dash_duo.find_element("#nk-response-test").text == test
+        assert _shown_controls(dash_duo) == controls, key
+        url = dash_duo.driver.current_url
+        assert f"{key}={value}" not in url, url  # the address shows the state shown
+        if key != "landmark":  # the default landmark is none: no key in the URL
+            assert f"{key}=" in url, url
