@@ -76,8 +76,21 @@ def _title(main: str, *subs: str, width: int = 80) -> str:
 
 
 def _top(title: str, minimum: int) -> int:
-    """Top margin that fits a title of this many lines."""
-    return max(minimum, 60 + 19 * title.count("<br>"))
+    """Top margin that fits a title of this many lines (see :func:`_top_title`)."""
+    # plotly spaces every title line at the main font's height, <sup> lines too
+    return max(minimum, 62 + 21 * title.count("<br>"))
+
+
+def _top_title(title: str) -> dict:
+    """A title hung from the top of the figure: plotly centres a title in the top
+    margin by default, so a long one spills into the plot."""
+    return {
+        "text": title,
+        "yref": "container",
+        "y": 1,
+        "yanchor": "top",
+        "pad": {"t": 34},  # below the modebar
+    }
 
 
 def _color(group: str, i: int) -> str:
@@ -158,7 +171,7 @@ def nk_response_box(
         subtitle,
     )  # fmt: skip
     fig.update_layout(
-        title=title,
+        title=_top_title(title),
         yaxis_title=_axis(metric_label),
         xaxis_title=definition_label,
         margin={"t": _top(title, 150), "l": 80},
@@ -193,7 +206,7 @@ def roc_figure(
         subtitle,
     )
     fig.update_layout(
-        title=title,
+        title=_top_title(title),
         xaxis={"title": "1 - specificity (false-positive rate)", "range": [0, 1]},
         yaxis={"title": "Sensitivity (true-positive rate)", "range": [0, 1.02]},
         legend={"x": 0.98, "y": 0.02, "xanchor": "right", "yanchor": "bottom"},
@@ -398,7 +411,7 @@ def km_figure(
         The range of each NK group ("NK among lymphocytes ≤ 0.0508"), from the
         split's cut-offs; without it the groups are named by the split only.
     origin
-        What time 0 is ("treatment start", "the landmark (3 months after ...)").
+        What time 0 is, short for the axis ("treatment start", "landmark (3 mo)").
     landmark_note
         A subtitle line on the landmark (who was excluded); blank without one.
     """
@@ -409,7 +422,7 @@ def km_figure(
         labels[group] = f"{group}: {text}"
     fig = make_subplots(
         rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28],
-        vertical_spacing=0.2,
+        vertical_spacing=0.26,
     )  # fmt: skip
     for curve in km.curves:
         color = NK_GROUP_COLORS.get(curve.group, "#444444")
@@ -470,20 +483,20 @@ def km_figure(
     )
     sub = "<br>".join(t for t in (_cox_text(cox.get("unadjusted")),
                                   _cox_text(cox.get("adjusted"))) if t)  # fmt: skip
+    title = _title(
+        f"{km.endpoint}<br>by {metric_label}",
+        landmark_note,
+        f"NK groups: {SPLITS.get(split, split)}; {test}",
+        *sub.split("<br>"),
+    )
+    top = _top(title, 175)
     fig.update_layout(
-        title=_title(
-            f"{km.endpoint}<br>by {metric_label}",
-            landmark_note,
-            f"NK groups: {SPLITS.get(split, split)}; {test}",
-            *sub.split("<br>"),
-        ),
+        title=_top_title(title),
         legend={"orientation": "h", "y": -0.22, "x": 0, "yanchor": "top"},
-        margin={"t": 195 if landmark_note else 175, "b": 40},
-        height=580 if landmark_note else 560,
+        margin={"t": top, "b": 40},
+        height=560 + top - 175,
     )
-    fig.update_yaxes(
-        title="Survival probability (95% CI)", range=[0, 1.03], row=1, col=1
-    )
+    fig.update_yaxes(title="Survival probability", range=[0, 1.03], row=1, col=1)
     fig.update_yaxes(
         type="category", categoryorder="array",
         categoryarray=list(reversed(names)), range=[-0.6, len(names) - 0.4],
@@ -709,7 +722,9 @@ def survival_panels(
                     metric_label=metric,
                     split=split,
                     group_labels=groups,
-                    origin=result.survival_origin,
+                    origin="treatment start"
+                    if landmark is None
+                    else f"landmark ({landmark:g} mo)",
                     landmark_note=landmark_note,
                 ),
                 table=pd.DataFrame(rows),

@@ -66,8 +66,8 @@ CARDS = {
     "nk-box": (f"{PREFIX}-box", "NK metric by response", 500),
     "nk-roc": (f"{PREFIX}-roc", "ROC: does a low NK metric predict response?", 500),
     "nk-forest": (f"{PREFIX}-forest", "Effect per tumor type and cohort", 520),
-    "nk-km-os": (f"{PREFIX}-km-os", "Overall survival by NK group", 580),
-    "nk-km-pfs": (f"{PREFIX}-km-pfs", "Progression-free survival by NK group", 580),
+    "nk-km-os": (f"{PREFIX}-km-os", "Overall survival by NK group", 620),
+    "nk-km-pfs": (f"{PREFIX}-km-pfs", "Progression-free survival by NK group", 620),
     "nk-logistic": (f"{PREFIX}-logistic", "Logistic regression", 520),
     "nk-paired": (f"{PREFIX}-paired", "Pre- vs on-treatment, per patient", 520),
 }

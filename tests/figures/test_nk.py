@@ -192,7 +192,7 @@ def test_km_draws_95_bands_and_names_cutoffs_and_origin():
     fig = km_figure(
         km, {}, metric_label="NK metric", split="median",
         group_labels={"NK-low": "NK metric ≤ 0.05", "NK-high": "NK metric > 0.05"},
-        origin="the landmark (3 months after treatment start)",
+        origin="landmark (3 mo)",
         landmark_note="Landmark 3 months: time from the landmark; 2 patients excluded",
     )  # fmt: skip
     data = fig.to_dict()
@@ -203,9 +203,7 @@ def test_km_draws_95_bands_and_names_cutoffs_and_origin():
     legends = [t["name"] for t in data["data"] if t.get("showlegend") is not False]
     assert any(n.startswith("NK-low: NK metric ≤ 0.05: n=6") for n in legends)
     assert "Landmark 3 months" in _title(fig)
-    assert data["layout"]["xaxis"]["title"]["text"] == (
-        "Months since the landmark (3 months after treatment start)"
-    )
+    assert data["layout"]["xaxis"]["title"]["text"] == "Months since landmark (3 mo)"
 
 
 def test_nk_panels_survival_empty_on_treatment_and_landmark_stated(demo_bundle):
