@@ -256,42 +256,101 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
 # ---------------------------------------------------------------------------- stats
 
 
+#: CLI filter options of `stats` -> filter field.
+STATS_FILTERS = {"--tumor-type": "tumor_type", "--treatment": "treatment",
+                 "--cohort": "cohort"}  # fmt: skip
+
+
+def match_filter_values(
+    values: Sequence[str], options: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """Each value as the dataset spells it (case-insensitive), and the unmatched.
+
+    Kept as one small function so it can later call the app's shared filter
+    resolver (the URL and the CLI must agree on what ``Melanoma`` means).
+    """
+    by_folded = {str(o).casefold(): str(o) for o in options}
+    matched, unmatched = [], []
+    for value in values:
+        hit = by_folded.get(str(value).strip().casefold())
+        if hit is None:
+            unmatched.append(value)
+        elif hit not in matched:
+            matched.append(hit)
+    return matched, unmatched
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     """NK metric vs response statistics, as on the /nk-response page."""
     import json
 
     from analysis.nk_metrics import available_metrics
-    from analysis.nk_response import analyze_nk_response, resolve_state
-    from analysis.response import available_definitions
-    from data.filters import CohortFilter
+    from analysis.nk_response import (
+        MAX_LANDMARK,
+        analyze_nk_response,
+        resolve_state_fallbacks,
+    )
+    from analysis.response import DEFINITIONS, available_definitions
+    from data.filters import CohortFilter, filter_options
     from data.view import cohort_view
 
-    flt = CohortFilter.from_mapping(
-        {
-            "dataset": args.dataset,
-            "tumor_type": args.tumor_type,
-            "treatment": args.treatment,
-            "cohort": args.cohort,
-        }
+    data_dir = _data_dir(args)
+    whole = cohort_view(
+        CohortFilter(dataset=args.dataset), data_dir=data_dir, default_dataset=DEMO_NAME
     )
-    view = cohort_view(flt, data_dir=_data_dir(args), default_dataset=DEMO_NAME)
+    options = filter_options(whole.bundle.cohort)
+    chosen: dict[str, object] = {"dataset": args.dataset}
+    for flag, field in STATS_FILTERS.items():
+        values = getattr(args, field)
+        matched, unmatched = match_filter_values(values, options[field])
+        if unmatched:
+            print(
+                f"ERROR {flag} {' '.join(unmatched)}: no such "
+                f"{field.replace('_', ' ')} in {whole.bundle.meta.label}. Fix: use "
+                f"one of {', '.join(options[field]) or 'none'} (case does not "
+                "matter).",
+                file=sys.stderr,
+            )
+            return 1
+        chosen[field] = matched
+    view = cohort_view(
+        CohortFilter.from_mapping(chosen), data_dir=data_dir, default_dataset=DEMO_NAME
+    )
     state = {
         "metric": args.metric,
         "definition": args.response,
         "nk_timepoint": args.timepoint,
         "split": args.split,
+        "landmark": args.landmark,
     }
-    # the page falls back quietly on odd URL values; a script asked explicitly
-    cohort = view.bundle.cohort
-    _, notes = resolve_state(cohort, state)
-    if notes:
-        metrics = ", ".join(m.key for m in available_metrics(cohort)) or "none"
-        definitions = ", ".join(available_definitions(cohort)) or "none"
-        print(
-            f"ERROR {' '.join(notes).replace('; showing', '. Default:')} "
-            f"Fix: this dataset offers --metric {metrics}; --response {definitions}.",
-            file=sys.stderr,
+    # the page shows a notice and falls back; a script asked explicitly: refuse.
+    # Definitions are checked against the filtered view: a view without RECIST
+    # must not be analysed by the reported R/NR under --response objective.
+    _, fallbacks = resolve_state_fallbacks(view.samples, state)
+    if fallbacks:
+        metrics = ", ".join(m.key for m in available_metrics(view.samples)) or "none"
+        definitions = available_definitions(view.samples)
+        offered = (
+            ", ".join(f"{k} ({DEFINITIONS[k].label})" for k in definitions) or "none"
         )
+        fixes = {
+            "metric": f"--metric one of {metrics}",
+            "definition": f"--response one of {offered} (the definitions this view "
+            "offers)",
+            "nk_timepoint": "--timepoint pre, on or post",
+            "split": "--split median or tertile",
+            "landmark": f"--landmark MONTHS with 0 < MONTHS <= {MAX_LANDMARK:g}, or "
+            "no --landmark (survival from treatment start)",
+        }
+        flags = {"definition": "--response", "nk_timepoint": "--timepoint"}
+        for f in fallbacks:
+            reason = f.reason.replace("for the filtered patients", "for this view")
+            print(
+                f"ERROR {flags.get(f.key, '--' + f.key)} {f.requested}: {f.label} "
+                f"“{f.value}” {reason} ({view.filter.describe()}). "
+                f"Fix: {fixes[f.key]}.",
+                file=sys.stderr,
+            )
         return 1
     result = analyze_nk_response(view.samples, state)
     report = dict(view.provenance, **result.to_dict())
@@ -325,7 +384,13 @@ def _stats_text(report: dict, exclusions: str) -> str:
             or f"Mann-Whitney U = {mw['u']:g}, {format_p(mw['p'])}, rank-biserial "
             f"r = {mw['rank_biserial_r']:.3f} (r > 0: lower in responders)"
         )
+    kw = report["kruskal_wallis"]
+    if kw and kw["p"] is not None:
+        lines.append(f"Kruskal-Wallis H = {kw['h']:.2f}, {format_p(kw['p'])}")
     auc = report["auc"]
+    direction = (mw or {}).get("direction") or (auc or {}).get("effect_direction")
+    if direction:
+        lines.append(f"Direction: {direction}.")
     if auc and auc["auc"] is not None:
         lines.append(
             f"AUC (lower metric predicts response) = {auc['auc']:.3f}"
@@ -336,10 +401,55 @@ def _stats_text(report: dict, exclusions: str) -> str:
             )
             + (f"; {auc['message']}" if auc["message"] else "")
         )
+        lines.append(f"  {auc['sentence']}.")
+    lines += _survival_text(report)
     for warning in report["notes"]:
         lines.append(f"Note: {warning}")
     lines.append("Use --json for every statistic (strata, pooling, survival, logistic)")
     return "\n".join(lines)
+
+
+def _survival_text(report: dict) -> list[str]:
+    """Survival lines: where time starts, the NK groups' cut-offs, log-rank p."""
+    from analysis.stats import format_p
+
+    if report["survival_message"]:
+        return [
+            f"Survival: {report['survival_message']} (here: --timepoint pre, or "
+            "--landmark MONTHS)"
+        ]
+    if not report["survival"]:
+        return []
+    landmark = report["landmark_months"]
+    groups = report["nk_groups"]["definitions"]
+    lines = [
+        "Survival by NK group ("
+        + "; ".join(f"{g}: {text}" for g, text in groups.items())
+        + ")"
+        + (
+            ""
+            if landmark is None
+            else f", from a landmark {landmark:g} months after treatment start"
+        )
+        + ":"
+    ]
+    for surv in report["survival"].values():
+        counts = ", ".join(
+            f"{g['group']} n={g['n']} ({g['events']} events)" for g in surv["groups"]
+        )
+        test = (
+            f"log-rank {format_p(surv['logrank_p'])}"
+            if surv["logrank_p"] is not None
+            else surv["message"]
+        )
+        excluded = (
+            ""
+            if landmark is None
+            else f"; {surv['n_excluded_before_landmark']} excluded (follow-up ended "
+            "by the landmark)"
+        )
+        lines.append(f"  {surv['endpoint']}: {counts}; {test}{excluded}")
+    return lines
 
 
 def add_stats(sub: argparse._SubParsersAction) -> None:
@@ -366,6 +476,14 @@ def add_stats(sub: argparse._SubParsersAction) -> None:
         help="response definition (default: objective, or reported without RECIST)",
     )
     p.add_argument("--split", default="median", choices=["median", "tertile"])
+    p.add_argument(
+        "--landmark",
+        type=float,
+        default=None,
+        metavar="MONTHS",
+        help="survival from this many months after treatment start, among patients "
+        "still event-free and followed then (needed for survival by on/post NK)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON (see README)")
     p.set_defaults(func=cmd_stats)
 

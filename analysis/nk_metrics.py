@@ -38,6 +38,17 @@ class Metric:
     label: str
     kind: str
 
+    @property
+    def short(self) -> str:
+        """A name for sentences and cut-offs ("NK among lymphocytes")."""
+        return _SHORT_LABELS.get(self.key, self.label)
+
+
+_SHORT_LABELS = {
+    "frac_nk": "NK fraction of CD45+ cells",
+    "nk_lymphocytes": "NK among lymphocytes",
+}
+
 
 def lymphocyte_denominator(columns) -> list[str]:
     """The lymphocyte fractions present among NK, CD8, CD4 and B."""
@@ -147,25 +158,43 @@ def patient_metric(
     return table.reset_index()
 
 
+def split_cutoffs(values: pd.Series, *, method: str = "median") -> tuple[float, ...]:
+    """The cut-off value(s) of :func:`split_by_metric` for these values.
+
+    Median: ``(median,)``; NK-low is ``<= median``. Tertiles: the 1/3 and 2/3
+    quantiles (linear interpolation); NK-low ``<= q1 <`` NK-mid ``<= q2 <`` NK-high.
+    Empty when no value is present.
+    """
+    values = values.astype(float).dropna()
+    if values.empty:
+        return ()
+    if method == "median":
+        return (float(values.median()),)
+    if method == "tertile":
+        low, high = values.quantile([1 / 3, 2 / 3])
+        return (float(low), float(high))
+    raise ValueError(f"split method must be 'median' or 'tertile', not {method!r}")
+
+
 def split_by_metric(values: pd.Series, *, method: str = "median") -> pd.Series:
     """Label each value ``NK-low``/``NK-high`` (median) or by tertile.
 
     The median split puts values equal to the median in the low group. Tertiles
-    give ``NK-low``, ``NK-mid``, ``NK-high``. ``NaN`` stays ``NA``.
+    give ``NK-low``, ``NK-mid``, ``NK-high``. ``NaN`` stays ``NA``. The cut-offs
+    are :func:`split_cutoffs`.
     """
     values = values.astype(float)
     labels = pd.Series(pd.NA, index=values.index, dtype="string")
+    cuts = split_cutoffs(values, method=method)
     ok = values.notna()
-    if not ok.any():
+    if not cuts:
         return labels
     if method == "median":
-        median = values[ok].median()
-        labels[ok] = np.where(values[ok] <= median, "NK-low", "NK-high")
-    elif method == "tertile":
-        low, high = values[ok].quantile([1 / 3, 2 / 3])
-        labels[ok] = np.select(
-            [values[ok] <= low, values[ok] <= high], ["NK-low", "NK-mid"], "NK-high"
-        )
+        labels[ok] = np.where(values[ok] <= cuts[0], "NK-low", "NK-high")
     else:
-        raise ValueError(f"split method must be 'median' or 'tertile', not {method!r}")
+        labels[ok] = np.select(
+            [values[ok] <= cuts[0], values[ok] <= cuts[1]],
+            ["NK-low", "NK-mid"],
+            "NK-high",
+        )
     return labels

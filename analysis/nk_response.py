@@ -6,6 +6,7 @@ The page (``figures.nk.nk_panels``) and the CLI (``cli.py stats``) both call
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from analysis.nk_metrics import (
     available_metrics,
     patient_metric,
     split_by_metric,
+    split_cutoffs,
 )
 from analysis.response import (
     DEFINITIONS,
@@ -25,11 +27,17 @@ from analysis.response import (
     assign_response,
     available_definitions,
 )
-from analysis.survival import CoxResult, KMResult, cox_per_sd, kaplan_meier
+from analysis.survival import (
+    CoxResult,
+    KMResult,
+    cox_per_sd,
+    kaplan_meier,
+    landmark_population,
+)
 from data import schema
 
 #: Page state keys (also the URL query keys of the page).
-STATE_KEYS = ("metric", "definition", "nk_timepoint", "split")
+STATE_KEYS = ("metric", "definition", "nk_timepoint", "split", "landmark")
 SPLITS = {"median": "median split", "tertile": "tertiles"}
 TIMEPOINT_LABELS = {
     "pre": "pre-treatment",
@@ -40,19 +48,57 @@ ENDPOINTS = {
     "os": ("os_months", "os_event", "Overall survival"),
     "pfs": ("pfs_months", "pfs_event", "Progression-free survival"),
 }
+#: Reader's names of the page controls (notices name the control to change).
+CONTROL_LABELS = {
+    "metric": "NK metric",
+    "definition": "Response definition",
+    "nk_timepoint": "NK timepoint",
+    "split": "NK groups (survival)",
+    "landmark": "Landmark (months)",
+}
+#: Longest landmark accepted (months): beyond 10 years no cohort has follow-up.
+MAX_LANDMARK = 120.0
+NO_LANDMARK = "no landmark (survival from treatment start)"
 
 
 @dataclass(frozen=True)
 class NKState:
-    """The page's control state, resolved against the dataset."""
+    """The page's control state, resolved against the dataset.
+
+    ``landmark`` is months after treatment start, or ``None`` (survival counted
+    from treatment start).
+    """
 
     metric: str
     definition: str
     nk_timepoint: str
     split: str
+    landmark: float | None = None
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in STATE_KEYS}
+
+
+@dataclass(frozen=True)
+class StateFallback:
+    """A requested state value that could not be used, in the reader's words.
+
+    ``label`` names the control, ``value`` the request (its option label when the
+    key is known), ``shown`` what is used instead, ``reason`` why.
+    """
+
+    key: str
+    label: str
+    requested: str
+    value: str
+    shown: str
+    reason: str = "is not available here"
+
+    @property
+    def note(self) -> str:
+        return (
+            f"{self.label} “{self.value}” {self.reason}; showing {self.shown} instead."
+        )
 
 
 def default_metric(samples: pd.DataFrame) -> str:
@@ -70,43 +116,148 @@ def default_response(samples: pd.DataFrame) -> str:
     return keys[0] if keys else "objective"
 
 
+def landmark_label(landmark: float | None) -> str:
+    """'landmark 3 months after treatment start' or the no-landmark wording."""
+    if landmark is None:
+        return NO_LANDMARK
+    return f"landmark {landmark:g} months after treatment start"
+
+
+def parse_landmark(value: object) -> float | None:
+    """Months from a URL/CLI value; ``None`` for blank; ``ValueError`` when not a
+    number in (0, MAX_LANDMARK]."""
+    if isinstance(value, list | tuple):
+        value = value[0] if value else None
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        months = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError("is not a number of months after treatment start") from None
+    if not math.isfinite(months) or months <= 0 or months > MAX_LANDMARK:
+        raise ValueError(
+            f"must be more than 0 and at most {MAX_LANDMARK:g} months after "
+            "treatment start"
+        )
+    return months
+
+
+def _definition_reason(key: str) -> str:
+    if key == "reported":
+        return (
+            "is not available for the filtered patients (no study-reported "
+            "responder / non-responder values)"
+        )
+    return "is not available for the filtered patients (none has a RECIST value)"
+
+
+def _reason(value, known: bool, reason_for) -> str:
+    if not known:
+        return "is not a known choice"
+    if reason_for is not None:
+        return reason_for(value)
+    return "is not available for this dataset"
+
+
+def resolve_state_fallbacks(
+    samples: pd.DataFrame, state: Mapping[str, object] | None
+) -> tuple[NKState, list[StateFallback]]:
+    """Fill defaults and replace values the filtered samples cannot use.
+
+    Odd values (from a hand-edited URL) never raise: they fall back to the default
+    and a :class:`StateFallback` names the control, the value asked for, what is
+    shown instead and why (pages show them as a notice, the CLI as an error).
+    The response definitions offered are those of ``samples`` (the filtered
+    view): a definition the filtered patients cannot be called by is replaced,
+    never quietly analysed under another name.
+    """
+    state = dict(state or {})
+    fallbacks: list[StateFallback] = []
+
+    def raw(key: str):
+        value = state.get(key)
+        if isinstance(value, list | tuple):
+            value = value[0] if value else None
+        return None if value in (None, "") else value
+
+    def pick(key, allowed, default, labels, reason_for=None):
+        value = raw(key)
+        if value is None:
+            return default
+        if value not in allowed:
+            known = value in labels
+            fallbacks.append(
+                StateFallback(
+                    key=key,
+                    label=CONTROL_LABELS[key],
+                    requested=str(value),
+                    value=labels[value] if known else str(value),
+                    shown=labels.get(default, str(default)),
+                    reason=_reason(value, known, reason_for),
+                )
+            )
+            return default
+        return str(value)
+
+    metrics = available_metrics(samples)
+    metric_labels = {m.key: m.label for m in metrics}
+    # known keys the dataset cannot compute still get a readable label
+    metric_labels = {
+        "frac_nk": "NK cells, fraction of CD45+ cells",
+        "nk_lymphocytes": "NK among lymphocytes",
+        "nk_over_nk_cd8": "NK / (NK + CD8)",
+        "log2_nk_cd8": "log2(NK / CD8)",
+        **metric_labels,
+    }
+    definitions = available_definitions(samples) or list(DEFINITIONS)
+    definition_labels = {k: d.label for k, d in DEFINITIONS.items()}
+    landmark_raw = raw("landmark")
+    try:
+        landmark = parse_landmark(landmark_raw)
+    except ValueError as err:
+        landmark = None
+        fallbacks.append(
+            StateFallback(
+                key="landmark",
+                label=CONTROL_LABELS["landmark"],
+                requested=str(landmark_raw),
+                value=str(landmark_raw),
+                shown=NO_LANDMARK,
+                reason=str(err),
+            )
+        )
+    resolved = NKState(
+        metric=pick(
+            "metric", [m.key for m in metrics], default_metric(samples), metric_labels
+        ),
+        definition=pick(
+            "definition",
+            definitions,
+            default_response(samples),
+            definition_labels,
+            _definition_reason,
+        ),
+        nk_timepoint=pick(
+            "nk_timepoint", list(schema.TIMEPOINTS), "pre", TIMEPOINT_LABELS
+        ),
+        split=pick("split", list(SPLITS), "median", SPLITS),
+        landmark=landmark,
+    )
+    order = {k: i for i, k in enumerate(STATE_KEYS)}
+    return resolved, sorted(fallbacks, key=lambda f: order[f.key])
+
+
 def resolve_state(
     samples: pd.DataFrame, state: Mapping[str, object] | None
 ) -> tuple[NKState, list[str]]:
-    """Fill defaults and replace values the dataset cannot use.
-
-    Odd values (from a hand-edited URL) never raise: they fall back to the default
-    and a note says so.
+    """:func:`resolve_state_fallbacks` with the fallbacks as sentences.
 
     Returns
     -------
     state, notes
     """
-    state = dict(state or {})
-    notes: list[str] = []
-
-    def pick(key: str, allowed: list[str], default: str) -> str:
-        value = state.get(key)
-        if isinstance(value, list | tuple):
-            value = value[0] if value else None
-        if value in (None, ""):
-            return default
-        if value not in allowed:
-            notes.append(f"{key} {value!r} is not available here; showing {default!r}.")
-            return default
-        return str(value)
-
-    metrics = [m.key for m in available_metrics(samples)]
-    definitions = available_definitions(samples) or list(DEFINITIONS)
-    return (
-        NKState(
-            metric=pick("metric", metrics, default_metric(samples)),
-            definition=pick("definition", definitions, default_response(samples)),
-            nk_timepoint=pick("nk_timepoint", list(schema.TIMEPOINTS), "pre"),
-            split=pick("split", list(SPLITS), "median"),
-        ),
-        notes,
-    )
+    resolved, fallbacks = resolve_state_fallbacks(samples, state)
+    return resolved, [f.note for f in fallbacks]
 
 
 @dataclass(frozen=True)
@@ -141,7 +292,14 @@ class NKResponseAnalysis:
     cox: dict[str, dict[str, CoxResult]] = field(default_factory=dict)
     paired: PairedResult | None = None
     notes: tuple[str, ...] = ()
+    fallbacks: tuple[StateFallback, ...] = ()
     empty_message: str = ""
+    #: why the survival panels are empty (NK measured after treatment start)
+    survival_message: str = ""
+    #: cut-off value(s) of the NK split (see ``analysis.nk_metrics.split_cutoffs``)
+    cutoffs: tuple[float, ...] = ()
+    #: patients with a value whose follow-up ended at or before the landmark
+    n_before_landmark: dict[str, int] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -172,6 +330,54 @@ class NKResponseAnalysis:
             )
         return "; ".join(parts)
 
+    @property
+    def split_groups(self) -> tuple[str, ...]:
+        if self.state.split == "median":
+            return ("NK-low", "NK-high")
+        return ("NK-low", "NK-mid", "NK-high")
+
+    def split_definitions(self, quantity: str) -> dict[str, str]:
+        """'NK-low': 'NK among lymphocytes <= 0.123' and so on, per NK group."""
+        return split_definitions(self.cutoffs, self.state.split, quantity)
+
+    @property
+    def quantity(self) -> str:
+        """The metric as a sentence names it."""
+        return self.metric.short if self.metric else "the NK metric"
+
+    @property
+    def direction_text(self) -> str:
+        """The effect direction in words with its rank-biserial r.
+
+        From the Mann-Whitney test of a binary definition; for RECIST's four
+        groups from the objective-response ROC (r = 2 AUC - 1), and says so.
+        """
+        two = self.two_group
+        if two is not None:
+            return stats.direction_sentence(two.r, quantity=self.quantity)
+        roc = self.roc
+        if roc is None:
+            return ""
+        r = 2 * roc.auc - 1 if math.isfinite(roc.auc) else math.nan
+        sentence = stats.direction_sentence(r, quantity=self.quantity)
+        return f"{self.binary_label}: {sentence}"
+
+    @property
+    def auc_text(self) -> str:
+        """What the AUC means, in words."""
+        if self.roc is None:
+            return ""
+        return stats.auc_sentence(
+            self.roc.auc, quantity=self.quantity, lower_predicts=True
+        )
+
+    @property
+    def survival_origin(self) -> str:
+        """Where survival time is counted from, in words."""
+        if self.state.landmark is None:
+            return "treatment start"
+        return f"the landmark ({self.state.landmark:g} months after treatment start)"
+
     def to_dict(self) -> dict:
         """JSON-ready summary (documented in README, 'Statistics from the CLI')."""
         two = self.two_group
@@ -179,6 +385,8 @@ class NKResponseAnalysis:
         for key, km in self.km.items():
             surv[key] = {
                 "endpoint": km.endpoint,
+                "time_origin": self.survival_origin,
+                "n_excluded_before_landmark": self.n_before_landmark.get(key, 0),
                 "groups": [
                     {"group": c.group, "n": c.n, "events": c.events, "median": c.median}
                     for c in km.curves
@@ -203,6 +411,14 @@ class NKResponseAnalysis:
                 },
                 "timepoint": self.state.nk_timepoint,
                 "split": self.state.split,
+                "landmark_months": self.state.landmark,
+                "nk_groups": {
+                    "method": SPLITS[self.state.split],
+                    "cutoffs": list(self.cutoffs),
+                    "definitions": self.split_definitions(
+                        self.metric.short if self.metric else "NK metric"
+                    ),
+                },
                 "n_patients": self.n_analysed,
                 "n_excluded_no_response": self.n_no_response,
                 "n_excluded_no_metric": self.n_no_metric,
@@ -217,6 +433,7 @@ class NKResponseAnalysis:
                     "p": two.p,
                     "rank_biserial_r": two.r,
                     "sign": "r > 0: lower metric in responders",
+                    "direction": self.direction_text,
                     "message": two.message,
                 },
                 "kruskal_wallis": self.multi_group,
@@ -227,6 +444,8 @@ class NKResponseAnalysis:
                     "ci_low": roc.ci_low,
                     "ci_high": roc.ci_high,
                     "direction": "lower metric predicts response",
+                    "sentence": self.auc_text,
+                    "effect_direction": self.direction_text,
                     "method": roc.method,
                     "n_responders": roc.n_pos,
                     "n_non_responders": roc.n_neg,
@@ -263,12 +482,63 @@ class NKResponseAnalysis:
                     for by, p in self.pooled.items()
                 },
                 "survival": surv,
+                "survival_message": self.survival_message,
                 "logistic": self.logistic,
                 "paired": list(self.paired.tests) if self.paired else [],
                 "notes": list(self.notes),
+                "fallbacks": [
+                    {
+                        "key": f.key,
+                        "requested": f.requested,
+                        "label": f.label,
+                        "value": f.value,
+                        "shown": f.shown,
+                        "reason": f.reason,
+                        "note": f.note,
+                    }
+                    for f in self.fallbacks
+                ],
                 "empty_message": self.empty_message,
             }
         )
+
+
+def split_definitions(
+    cutoffs: tuple[float, ...], split: str, quantity: str
+) -> dict[str, str]:
+    """Each NK group's range in words ("NK among lymphocytes <= 0.123")."""
+    if split == "median" and len(cutoffs) == 1:
+        (cut,) = cutoffs
+        return {
+            "NK-low": f"{quantity} ≤ {cut:.3g}",
+            "NK-high": f"{quantity} > {cut:.3g}",
+        }
+    if split == "tertile" and len(cutoffs) == 2:
+        low, high = cutoffs
+        return {
+            "NK-low": f"{quantity} ≤ {low:.3g}",
+            "NK-mid": f"{low:.3g} < {quantity} ≤ {high:.3g}",
+            "NK-high": f"{quantity} > {high:.3g}",
+        }
+    return {}
+
+
+def article(noun: str) -> str:
+    """ "a pre-treatment", "an on-treatment"."""
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
+def survival_block_message(timepoint: str) -> str:
+    """Why survival by an NK value measured after treatment start is not drawn."""
+    return (
+        "Survival by NK uses pre-treatment values only. "
+        f"{article(TIMEPOINT_LABELS[timepoint]).capitalize()} sample is taken after "
+        "treatment start, so only patients who lived long "
+        "enough to be biopsied have one; comparing survival from treatment start "
+        "would credit them that time (immortal-time bias). Choose NK timepoint "
+        "“pre”, or set a landmark (months after treatment start, later than the "
+        f"{TIMEPOINT_LABELS[timepoint]} biopsies) to compare survival from then on."
+    )
 
 
 def _binary(definition: ResponseDefinition) -> tuple[str, str]:
@@ -296,7 +566,8 @@ def analyze_nk_response(
     NKResponseAnalysis
         With ``empty_message`` set when there is nothing to analyse.
     """
-    resolved, notes = resolve_state(samples, state)
+    resolved, fallbacks = resolve_state_fallbacks(samples, state)
+    notes = [f.note for f in fallbacks]
     definition = DEFINITIONS[resolved.definition]
     binary_key, binary_label = _binary(definition)
     metrics = {m.key: m for m in available_metrics(samples)}
@@ -307,6 +578,7 @@ def analyze_nk_response(
         definition=definition,
         binary_label=binary_label,
         notes=tuple(notes),
+        fallbacks=tuple(fallbacks),
     )
     if samples.empty:
         return NKResponseAnalysis(
@@ -325,8 +597,7 @@ def analyze_nk_response(
     if at_tp.empty:
         return NKResponseAnalysis(
             patients=pd.DataFrame(),
-            empty_message=f"No {TIMEPOINT_LABELS[tp]} samples in the filtered cohort; "
-            "choose another timepoint or widen the filters.",
+            empty_message=_no_timepoint_message(samples, tp),
             **base,
         )
     at_tp = at_tp.assign(group=assign_response(at_tp, definition.key))
@@ -344,10 +615,15 @@ def analyze_nk_response(
         n_no_metric=n_no_metric,
         n_averaged=n_averaged,
     )
-    # survival uses every patient with a value (response not needed)
+    # survival uses every patient with a value (response not needed); the cut-off
+    # is taken on all of them so both endpoints share one stated cut-off
+    cutoffs = split_cutoffs(with_value["value"], method=resolved.split)
     with_value["nk_group"] = split_by_metric(with_value["value"], method=resolved.split)
     notes += _split_notes(with_value, resolved.split)
     base["notes"] = tuple(notes)
+    base["cutoffs"] = cutoffs
+    if tp != "pre" and resolved.landmark is None:
+        base["survival_message"] = survival_block_message(tp)
     if evaluable.empty:
         return NKResponseAnalysis(
             patients=with_value,
@@ -382,26 +658,10 @@ def analyze_nk_response(
         binary.assign(responder=binary["responder"].astype(bool))
     )
 
-    km: dict[str, KMResult] = {}
-    cox: dict[str, dict[str, CoxResult]] = {}
-    split_order = (
-        ("NK-low", "NK-high")
-        if resolved.split == "median"
-        else ("NK-low", "NK-mid", "NK-high")
+    km, cox, before = _survival(
+        with_value, resolved, survival=not base.get("survival_message")
     )
-    for key, (time, event, name) in ENDPOINTS.items():
-        if time not in with_value.columns or with_value[time].notna().sum() == 0:
-            continue
-        km[key] = kaplan_meier(
-            with_value, time=time, event=event, group="nk_group", order=split_order,
-            endpoint=name,
-        )  # fmt: skip
-        cox[key] = {
-            "unadjusted": cox_per_sd(with_value, time=time, event=event, endpoint=name),
-            "adjusted": cox_per_sd(
-                with_value, time=time, event=event, endpoint=name, strata="tumor_type"
-            ),
-        }
+    base["n_before_landmark"] = before
 
     return NKResponseAnalysis(
         patients=with_value,
@@ -418,6 +678,48 @@ def analyze_nk_response(
         paired=paired_pre_on(samples, metric.key, definition),
         **base,
     )
+
+
+def _no_timepoint_message(samples: pd.DataFrame, timepoint: str) -> str:
+    present = [t for t in schema.TIMEPOINTS if (samples["timepoint"] == t).any()]
+    there = " and ".join(TIMEPOINT_LABELS[t] for t in present)
+    return (
+        f"No {TIMEPOINT_LABELS[timepoint]} samples in the filtered cohort "
+        f"(its samples are {there} only)."
+    )
+
+
+def _survival(
+    patients: pd.DataFrame, state: NKState, *, survival: bool
+) -> tuple[dict[str, KMResult], dict[str, dict[str, CoxResult]], dict[str, int]]:
+    """Kaplan-Meier and Cox per endpoint, from treatment start or the landmark."""
+    km: dict[str, KMResult] = {}
+    cox: dict[str, dict[str, CoxResult]] = {}
+    before: dict[str, int] = {}
+    if not survival:
+        return km, cox, before
+    order = ("NK-low", "NK-high") if state.split == "median" else (
+        "NK-low", "NK-mid", "NK-high"
+    )  # fmt: skip
+    for key, (time, event, name) in ENDPOINTS.items():
+        if time not in patients.columns or patients[time].notna().sum() == 0:
+            continue
+        frame = patients
+        if state.landmark is not None:
+            frame, before[key] = landmark_population(
+                patients, time=time, event=event, landmark=state.landmark
+            )
+        km[key] = kaplan_meier(
+            frame, time=time, event=event, group="nk_group", order=order,
+            endpoint=name,
+        )  # fmt: skip
+        cox[key] = {
+            "unadjusted": cox_per_sd(frame, time=time, event=event, endpoint=name),
+            "adjusted": cox_per_sd(
+                frame, time=time, event=event, endpoint=name, strata="tumor_type"
+            ),
+        }
+    return km, cox, before
 
 
 def _split_notes(patients: pd.DataFrame, split: str) -> list[str]:

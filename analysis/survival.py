@@ -37,6 +37,10 @@ class KMCurve:
     censor_times: tuple[float, ...]
     censor_survival: tuple[float, ...]
     median: float  # inf when the curve never reaches 0.5
+    #: pointwise 95% confidence band at ``times`` (log-log transform of Greenwood's
+    #: variance, as lifelines' default); 1 before the first event, 0 once S is 0
+    ci_low: tuple[float, ...] = ()
+    ci_high: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,7 @@ def kaplan_meier(
         survival = _step_at(fit.surv_times, fit.surv_prob, timeline)
         censored = t[e == 0]
         below = timeline[survival <= 0.5]
+        low, high = _loglog_band(fit, timeline)
         curves.append(
             KMCurve(
                 group=name,
@@ -127,6 +132,8 @@ def kaplan_meier(
                     float(v) for v in _step_at(fit.surv_times, fit.surv_prob, censored)
                 ),
                 median=float(below[0]) if len(below) else math.inf,
+                ci_low=tuple(float(v) for v in low),
+                ci_high=tuple(float(v) for v in high),
             )
         )
     risk_times = _risk_times(float(data[time].max()))
@@ -167,6 +174,69 @@ def _step_at(
         return np.ones(len(at))
     index = np.searchsorted(event_times, at, side="right") - 1
     return np.where(index >= 0, survival[np.clip(index, 0, None)], 1.0)
+
+
+def _loglog_band(fit, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pointwise 95% band of a Kaplan-Meier fit at ``at`` (right-continuous).
+
+    Greenwood's variance on the log(-log S) scale keeps the band inside [0, 1]
+    (Kalbfleisch & Prentice; lifelines' default, which the tests compare with).
+    """
+    times = np.asarray(fit.surv_times, dtype=float)
+    surv = np.asarray(fit.surv_prob, dtype=float)
+    if len(times) == 0:
+        ones = np.ones(len(at))
+        return ones, ones
+    with np.errstate(divide="ignore", invalid="ignore"):
+        greenwood = (np.asarray(fit.surv_prob_se, dtype=float) / surv) ** 2
+        log_s = np.log(surv)
+        half = Z95 * np.sqrt(greenwood) / log_s  # log_s < 0: half <= 0
+        low = np.exp(-np.exp(np.log(-log_s) - half))
+        high = np.exp(-np.exp(np.log(-log_s) + half))
+    # S = 1 cannot occur at an event time; S = 0 (last patient died) pins the band
+    low = np.where(surv <= 0, 0.0, low)
+    high = np.where(surv <= 0, 0.0, high)
+    index = np.searchsorted(times, np.asarray(at, dtype=float), side="right") - 1
+    before = index < 0
+    index = np.clip(index, 0, None)
+    return np.where(before, 1.0, low[index]), np.where(before, 1.0, high[index])
+
+
+def landmark_population(
+    frame: pd.DataFrame, *, time: str, event: str, landmark: float
+) -> tuple[pd.DataFrame, int]:
+    """Patients still event-free and under observation after ``landmark`` months,
+    with their time counted from the landmark.
+
+    A value measured after treatment start (an on-treatment biopsy) can only be
+    compared with survival from a time all compared patients have survived to,
+    else those who died early never had the chance to be biopsied (immortal-time
+    bias). Patients with an event or censoring at or before the landmark are
+    excluded; the second value counts them.
+
+    Parameters
+    ----------
+    frame
+        One row per patient with the time and event columns (months from
+        treatment start).
+    time, event
+        Column names.
+    landmark
+        Months after treatment start (> 0).
+
+    Returns
+    -------
+    frame, n_excluded
+        The kept rows with ``time`` reduced by ``landmark``; patients with follow-up
+        data excluded because their follow-up ended at or before the landmark.
+    """
+    if time not in frame.columns:
+        return frame.iloc[0:0].copy(), 0
+    observed = frame[frame[time].notna()]
+    keep = observed[time] > landmark
+    kept = observed[keep].copy()
+    kept[time] = kept[time] - landmark
+    return kept, int((~keep).sum())
 
 
 def _replace(result, **changes):

@@ -8,6 +8,7 @@ computes a p-value.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
@@ -16,11 +17,13 @@ from plotly.subplots import make_subplots
 
 from analysis import stats
 from analysis.nk_response import (
+    ENDPOINTS,
     SPLITS,
     TIMEPOINT_LABELS,
     NKResponseAnalysis,
     PairedResult,
     analyze_nk_response,
+    article,
 )
 from analysis.stats import format_p
 from analysis.survival import CoxResult, KMResult
@@ -56,9 +59,38 @@ def _axis(label: str) -> str:
     return label
 
 
-def _title(main: str, *subs: str) -> str:
-    """Title with small subtitle lines (each ``sub`` on its own line)."""
-    return main + "".join(f"<br><sup>{s}</sup>" for s in subs if s)
+def _title(main: str, *subs: str, width: int = 80) -> str:
+    """Title with small subtitle lines (each ``sub`` on its own line, long ones
+    wrapped so a half-width card does not cut them off)."""
+    lines = [
+        line
+        for sub in subs
+        if sub
+        for line in (
+            textwrap.wrap(sub, width, break_on_hyphens=False)
+            if "<" not in sub
+            else [sub]
+        )
+    ]
+    return main + "".join(f"<br><sup>{line}</sup>" for line in lines)
+
+
+def _top(title: str, minimum: int) -> int:
+    """Top margin that fits a title of this many lines (see :func:`_top_title`)."""
+    # plotly spaces every title line at the main font's height, <sup> lines too
+    return max(minimum, 62 + 21 * title.count("<br>"))
+
+
+def _top_title(title: str) -> dict:
+    """A title hung from the top of the figure: plotly centres a title in the top
+    margin by default, so a long one spills into the plot."""
+    return {
+        "text": title,
+        "yref": "container",
+        "y": 1,
+        "yanchor": "top",
+        "pad": {"t": 34},  # below the modebar
+    }
 
 
 def _color(group: str, i: int) -> str:
@@ -74,10 +106,11 @@ def describe_test(result: NKResponseAnalysis, sep: str = "; ") -> str:
         t = result.two_group
         if t.message:
             return t.message
-        return (
-            f"Two-sided Mann-Whitney U = {t.u:g}, {format_p(t.p)}{sep}rank-biserial "
-            f"r = {t.r:.2f} (r > 0: lower in responders)"
-        )
+        # "(r = 0.37)" -> "(rank-biserial r = 0.37; r > 0: lower in responders)"
+        direction = result.direction_text.replace("(r = ", "(rank-biserial r = ")
+        if sep == "; ":
+            direction = direction.removesuffix(")") + "; r > 0: lower in responders)"
+        return f"Two-sided Mann-Whitney U = {t.u:g}, {format_p(t.p)}{sep}{direction}"
     if result.multi_group is not None:
         m = result.multi_group
         if not math.isfinite(m.p):
@@ -133,15 +166,16 @@ def nk_response_box(
             + "value %{y:.4g}; samples averaged: %{customdata[3]}<extra></extra>",
             showlegend=False,
         )
+    title = _title(
+        f"{metric_label}<br>by {definition_label}", *annotation.split("<br>"),
+        subtitle,
+    )  # fmt: skip
     fig.update_layout(
-        title=_title(
-            f"{metric_label}<br>by {definition_label}", *annotation.split("<br>"),
-            subtitle,
-        ),
+        title=_top_title(title),
         yaxis_title=_axis(metric_label),
         xaxis_title=definition_label,
-        margin={"t": 150, "l": 80},
-    )  # fmt: skip
+        margin={"t": _top(title, 150), "l": 80},
+    )
     return fig
 
 
@@ -166,16 +200,17 @@ def roc_figure(
         hovertemplate="false-positive rate %{x:.2f}<br>sensitivity %{y:.2f}"
         "<extra></extra>",
     )  # fmt: skip
+    title = _title(
+        f"ROC: lower {metric_label}<br>predicts response",
+        f"{binary_label}; n={roc.n_pos} responders, {roc.n_neg} non-responders",
+        subtitle,
+    )
     fig.update_layout(
-        title=_title(
-            f"ROC: lower {metric_label}<br>predicts response",
-            f"{binary_label}; n={roc.n_pos} responders, {roc.n_neg} non-responders",
-            subtitle,
-        ),
+        title=_top_title(title),
         xaxis={"title": "1 - specificity (false-positive rate)", "range": [0, 1]},
         yaxis={"title": "Sensitivity (true-positive rate)", "range": [0, 1.02]},
         legend={"x": 0.98, "y": 0.02, "xanchor": "right", "yanchor": "bottom"},
-        margin={"t": 110},
+        margin={"t": _top(title, 110)},
     )
     if roc.message:
         fig.add_annotation(
@@ -196,8 +231,12 @@ def forest_figure(
     *,
     metric_label: str,
     binary_label: str,
+    quantity: str = "",
 ) -> go.Figure:
     """Rank-biserial r with 95% CI per stratum, and the DerSimonian-Laird pool.
+
+    ``quantity`` names the metric in the sentence stating the pooled direction
+    (the tumor-type pool; the metric label when blank).
 
     Rows read top-down: strata by tumor type, their pool, strata by cohort, their
     pool. Rows without an estimate say why.
@@ -297,13 +336,30 @@ def forest_figure(
         range=[-1, 1],
         title=f"Rank-biserial r (95% CI); r > 0: lower {metric_label} in responders",
     )
+    first_pool = next(
+        (
+            (by, p)
+            for by, p in pooled.items()
+            if p is not None and math.isfinite(p.estimate)
+        ),
+        None,
+    )
+    pooled_line = (
+        f"Pooled across {BY_LABELS.get(first_pool[0], first_pool[0])}s: "
+        + stats.direction_sentence(
+            first_pool[1].estimate, quantity=quantity or metric_label
+        )
+        if first_pool is not None
+        else ""
+    )
     fig.update_layout(
         title=_title(
             "Effect per tumor type and per cohort",
             f"{binary_label}; rank-biserial r with DeLong-based 95% CI; pooled by "
             "DerSimonian-Laird random effects",
+            pooled_line,
         ),
-        margin={"r": 230, "l": 250, "t": 90},
+        margin={"r": 230, "l": 250, "t": 110 if pooled_line else 90},
         height=max(360, 60 + 30 * len(rows) + 90),
     )
     return fig
@@ -323,14 +379,23 @@ def _cox_text(cox: CoxResult | None) -> str:
     )
 
 
+def _rgba(hex_color: str, alpha: float) -> str:
+    r, g, b = (int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
 def km_figure(
     km: KMResult,
     cox: Mapping[str, CoxResult],
     *,
     metric_label: str,
     split: str,
+    group_labels: Mapping[str, str] | None = None,
+    origin: str = "treatment start",
+    landmark_note: str = "",
 ) -> go.Figure:
-    """Kaplan-Meier curves by NK group with censor ticks and a number-at-risk table.
+    """Kaplan-Meier curves by NK group with 95% bands, censor ticks and a
+    number-at-risk table.
 
     Parameters
     ----------
@@ -342,28 +407,57 @@ def km_figure(
         The metric the groups were split on.
     split
         ``median`` or ``tertile``.
+    group_labels
+        The range of each NK group ("NK among lymphocytes ≤ 0.0508"), from the
+        split's cut-offs; without it the groups are named by the split only.
+    origin
+        What time 0 is, short for the axis ("treatment start", "landmark (3 mo)").
+    landmark_note
+        A subtitle line on the landmark (who was excluded); blank without one.
     """
     if not km.curves:
         return empty_figure(km.message or f"{km.endpoint}: no data")
-    labels = SPLIT_LABELS.get(split, {})
+    labels = dict(SPLIT_LABELS.get(split, {}))
+    for group, text in (group_labels or {}).items():
+        labels[group] = f"{group}: {text}"
     fig = make_subplots(
         rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28],
-        vertical_spacing=0.2,
+        vertical_spacing=0.26,
     )  # fmt: skip
     for curve in km.curves:
-        color = NK_GROUP_COLORS.get(curve.group, "#444")
+        color = NK_GROUP_COLORS.get(curve.group, "#444444")
         median = (
             f"median {curve.median:.1f} mo"
             if math.isfinite(curve.median)
             else "median not reached"
         )
+        if curve.ci_low:
+            # the band first, so the curve is drawn over it
+            fig.add_scatter(
+                x=list(curve.times), y=list(curve.ci_high), mode="lines",
+                line={"shape": "hv", "width": 0, "color": color},
+                legendgroup=curve.group, showlegend=False, hoverinfo="skip",
+                name=f"{curve.group} 95% CI upper", row=1, col=1,
+            )  # fmt: skip
+            fig.add_scatter(
+                x=list(curve.times), y=list(curve.ci_low), mode="lines",
+                line={"shape": "hv", "width": 0, "color": color},
+                fill="tonexty", fillcolor=_rgba(color, 0.15),
+                legendgroup=curve.group, showlegend=False, hoverinfo="skip",
+                name=f"{curve.group} 95% CI lower", row=1, col=1,
+            )  # fmt: skip
         fig.add_scatter(
             x=list(curve.times), y=list(curve.survival), mode="lines",
             line={"shape": "hv", "color": color, "width": 2.2},
             name=f"{labels.get(curve.group, curve.group)}: n={curve.n}, "
             f"{curve.events} events, {median}",
             legendgroup=curve.group,
-            hovertemplate="%{x:.1f} months: %{y:.2f}<extra>" + curve.group + "</extra>",
+            customdata=list(zip(curve.ci_low, curve.ci_high, strict=True))
+            if curve.ci_low else None,
+            hovertemplate="%{x:.1f} months: %{y:.2f}"
+            + (" (95% CI %{customdata[0]:.2f}-%{customdata[1]:.2f})"
+               if curve.ci_low else "")
+            + "<extra>" + curve.group + "</extra>",
             row=1, col=1,
         )  # fmt: skip
         if curve.censor_times:
@@ -389,15 +483,18 @@ def km_figure(
     )
     sub = "<br>".join(t for t in (_cox_text(cox.get("unadjusted")),
                                   _cox_text(cox.get("adjusted"))) if t)  # fmt: skip
+    title = _title(
+        f"{km.endpoint}<br>by {metric_label}",
+        landmark_note,
+        f"NK groups: {SPLITS.get(split, split)}; {test}",
+        *sub.split("<br>"),
+    )
+    top = _top(title, 175)
     fig.update_layout(
-        title=_title(
-            f"{km.endpoint}<br>by {metric_label}",
-            f"NK groups: {SPLITS.get(split, split)}; {test}",
-            *sub.split("<br>"),
-        ),
+        title=_top_title(title),
         legend={"orientation": "h", "y": -0.22, "x": 0, "yanchor": "top"},
-        margin={"t": 175, "b": 40},
-        height=560,
+        margin={"t": top, "b": 40},
+        height=560 + top - 175,
     )
     fig.update_yaxes(title="Survival probability", range=[0, 1.03], row=1, col=1)
     fig.update_yaxes(
@@ -406,7 +503,11 @@ def km_figure(
         showline=False, ticks="", row=2, col=1,
     )  # fmt: skip
     fig.update_xaxes(
-        title="Months", tickvals=list(km.risk_times), showticklabels=True, row=1, col=1
+        title=f"Months since {origin}",
+        tickvals=list(km.risk_times),
+        showticklabels=True,
+        row=1,
+        col=1,
     )
     fig.update_xaxes(visible=False, row=2, col=1)
     fig.add_annotation(
@@ -539,6 +640,106 @@ def paired_figure(
 # ------------------------------------------------------------------ panels
 
 
+def _wrap(text: str, width: int = 62) -> str:
+    return "<br>".join(textwrap.wrap(text, width))
+
+
+def survival_panels(
+    result: NKResponseAnalysis,
+    provenance: Mapping[str, object],
+    *,
+    timepoint_label: str,
+) -> list[Panel]:
+    """The Kaplan-Meier / Cox panels: drawn, or empty saying why.
+
+    Survival by an NK value measured after treatment start is drawn only from a
+    landmark (``result.survival_message`` says so otherwise).
+    """
+    metric = result.metric.label
+    landmark = result.state.landmark
+    split = result.state.split
+    groups = result.split_definitions(result.metric.short)
+    cut_text = "; ".join(f"{g}: {t}" for g, t in groups.items())
+    present = [
+        key
+        for key, (time, _event, _name) in ENDPOINTS.items()
+        if time in result.patients.columns and result.patients[time].notna().any()
+    ]
+    if result.survival_message:
+        return [
+            Panel(
+                key=f"nk-km-{key}",
+                title=ENDPOINTS[key][2],
+                figure=empty_figure(_wrap(result.survival_message)),
+                caption=result.survival_message,
+                provenance=dict(provenance, test="none (see caption)"),
+            )
+            for key in present
+        ]
+    panels = []
+    for key, km in result.km.items():
+        cox = result.cox.get(key, {})
+        rows = [
+            {"group": c.group, "time": t, "at_risk": n}
+            for c, counts in zip(km.curves, km.at_risk, strict=True)
+            for t, n in zip(km.risk_times, counts, strict=True)
+        ]
+        excluded = result.n_before_landmark.get(key, 0)
+        landmark_note = (
+            ""
+            if landmark is None
+            else f"Landmark {landmark:g} months: time from the landmark; {excluded} "
+            f"patient{'s' if excluded != 1 else ''} with follow-up ending by then "
+            "excluded"
+        )
+        n_split = int(result.patients["nk_group"].notna().sum())
+        landmark_text = (
+            " Survival from treatment start."
+            if landmark is None
+            else f" Landmark {landmark:g} months after treatment start: {excluded} "
+            f"patient{'s' if excluded != 1 else ''} whose event or censoring came at "
+            "or before it excluded; time counted from the landmark."
+        )
+        caption = (
+            f"{km.endpoint} by NK group: {cut_text} ({SPLITS[split]} of the "
+            f"{n_split} patients with {article(timepoint_label)} value of {metric} "
+            "in the filtered cohort); "
+            + "; ".join(f"{c.group} n={c.n}, {c.events} events" for c in km.curves)
+            + "."
+            + landmark_text
+            + " Shaded: pointwise 95% confidence bands (log-log Greenwood). "
+            "Log-rank test; Cox proportional hazards per SD of the metric (Efron "
+            "ties), unadjusted and stratified by tumor type."
+            + (f" {km.message}" if km.message else "")
+        )
+        panels.append(
+            Panel(
+                key=f"nk-km-{key}",
+                title=km.endpoint,
+                figure=km_figure(
+                    km,
+                    cox,
+                    metric_label=metric,
+                    split=split,
+                    group_labels=groups,
+                    origin="treatment start"
+                    if landmark is None
+                    else f"landmark ({landmark:g} mo)",
+                    landmark_note=landmark_note,
+                ),
+                table=pd.DataFrame(rows),
+                caption=caption,
+                provenance=dict(
+                    provenance,
+                    test="log-rank; Cox PH",
+                    nk_groups=cut_text,
+                    survival_time_from=result.survival_origin,
+                ),
+            )
+        )
+    return panels
+
+
 def nk_panels(view, state: Mapping[str, object] | None = None) -> list[Panel]:
     """The NK vs response page's panels for a :class:`data.view.CohortView`.
 
@@ -557,6 +758,7 @@ def panels_from_analysis(view, result: NKResponseAnalysis) -> list[Panel]:
         view.provenance,
         page="nk-response",
         state=result.state.to_dict(),
+        landmark_months=result.state.landmark,
         exclusions=result.exclusion_text,
         stats=summary,
     )
@@ -586,6 +788,8 @@ def panels_from_analysis(view, result: NKResponseAnalysis) -> list[Panel]:
         f"One {tp} value per patient ({n_text}); box = median and IQR. "
         f"{annotation}.{excluded}"
     )
+    if result.multi_group is not None and result.direction_text:
+        box_caption += f" {result.direction_text}."
     if result.multi_group is not None and result.multi_group.pairwise:
         pairs = "; ".join(
             f"{p.group1} vs {p.group2} q = {p.p_adjusted:.3g}"
@@ -616,8 +820,9 @@ def panels_from_analysis(view, result: NKResponseAnalysis) -> list[Panel]:
     roc_caption = (
         f"Direction stated: lower {metric} predicts response ({result.binary_label}); "
         f"AUC {_num(roc.auc)} ({_ci(roc.ci_low, roc.ci_high)}, DeLong), "
-        f"n={roc.n_pos} responders / {roc.n_neg} non-responders. AUC < 0.5 means "
-        "higher values in responders."
+        f"n={roc.n_pos} responders / {roc.n_neg} non-responders. "
+        f"{result.auc_text}; AUC < 0.5 means higher values in responders. "
+        f"{result.direction_text}."
         + (
             ""
             if result.definition.binary
@@ -629,7 +834,10 @@ def panels_from_analysis(view, result: NKResponseAnalysis) -> list[Panel]:
             key="nk-roc",
             title="ROC",
             figure=roc_figure(
-                roc, metric_label=metric, binary_label=result.binary_label
+                roc,
+                metric_label=metric,
+                binary_label=result.binary_label,
+                subtitle=result.auc_text,
             ),
             table=pd.DataFrame(
                 {"false_positive_rate": roc.fpr, "sensitivity": roc.tpr}
@@ -644,7 +852,8 @@ def panels_from_analysis(view, result: NKResponseAnalysis) -> list[Panel]:
     pooled = result.pooled.get("tumor_type")
     pooled_text = (
         f"pooled r {pooled.estimate:.2f} ({_ci(pooled.ci_low, pooled.ci_high)}), "
-        f"I² = {100 * pooled.i2:.0f}%"
+        f"I² = {100 * pooled.i2:.0f}%; "
+        + stats.direction_sentence(pooled.estimate, quantity=result.quantity)
         if pooled is not None and math.isfinite(pooled.estimate)
         else "no pooled estimate (fewer than two tumor types with an estimate)"
     )
@@ -657,6 +866,7 @@ def panels_from_analysis(view, result: NKResponseAnalysis) -> list[Panel]:
                 result.pooled,
                 metric_label=metric,
                 binary_label=result.binary_label,
+                quantity=result.quantity,
             ),
             table=forest_rows,
             caption=f"Rank-biserial r of {metric} per stratum ({result.binary_label}); "
@@ -665,30 +875,7 @@ def panels_from_analysis(view, result: NKResponseAnalysis) -> list[Panel]:
             provenance=dict(provenance, test="rank-biserial r; DerSimonian-Laird"),
         )
     )
-    for key, km in result.km.items():
-        cox = result.cox.get(key, {})
-        rows = [
-            {"group": c.group, "time": t, "at_risk": n}
-            for c, counts in zip(km.curves, km.at_risk, strict=True)
-            for t, n in zip(km.risk_times, counts, strict=True)
-        ]
-        panels.append(
-            Panel(
-                key=f"nk-km-{key}",
-                title=km.endpoint,
-                figure=km_figure(
-                    km, cox, metric_label=metric, split=result.state.split
-                ),
-                table=pd.DataFrame(rows),
-                caption=f"{km.endpoint} of all patients with a {tp} value of {metric}, "
-                f"split by {SPLITS[result.state.split]} of the filtered cohort ("
-                + ", ".join(f"{c.group} n={c.n}, {c.events} events" for c in km.curves)
-                + "). Log-rank test; Cox proportional hazards per SD of the metric "
-                "(Efron ties), unadjusted and stratified by tumor type."
-                + (f" {km.message}" if km.message else ""),
-                provenance=dict(provenance, test="log-rank; Cox PH"),
-            )
-        )
+    panels += survival_panels(result, provenance, timepoint_label=tp)
     logistic = result.logistic
     panels.append(
         Panel(

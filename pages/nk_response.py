@@ -4,14 +4,37 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, callback, clientside_callback, dcc, html
+from dash import (
+    Input,
+    Output,
+    State,
+    callback,
+    clientside_callback,
+    ctx,
+    dcc,
+    html,
+)
 
 from analysis.nk_metrics import available_metrics
-from analysis.nk_response import SPLITS, STATE_KEYS, TIMEPOINT_LABELS
+from analysis.nk_response import (
+    CONTROL_LABELS,
+    MAX_LANDMARK,
+    SPLITS,
+    STATE_KEYS,
+    TIMEPOINT_LABELS,
+    parse_landmark,
+)
 from analysis.response import DEFINITIONS, available_definitions
+from analysis.stats import format_p
 from components import ids
 from components.cache import cached_panels
-from components.common import data_error_alert, empty_state, figure_card
+from components.common import (
+    LinkFallback,
+    data_error_alert,
+    empty_state,
+    figure_card,
+    link_notice,
+)
 from config import get_settings
 from data import schema
 from data.errors import DataError
@@ -26,6 +49,11 @@ METRIC = f"{PREFIX}-metric"
 DEFINITION = f"{PREFIX}-definition"
 TIMEPOINT = f"{PREFIX}-timepoint"
 SPLIT = f"{PREFIX}-split"
+LANDMARK = f"{PREFIX}-landmark"
+NOTICE = f"{PREFIX}-link-notice"
+BANNER = f"{PREFIX}-definition-banner"
+LINK_STORE = f"{PREFIX}-link"
+CHOSEN_STORE = f"{PREFIX}-chosen"
 SUMMARY = f"{PREFIX}-summary"
 NOTE = f"{PREFIX}-dataset-note"
 CONTENT = f"{PREFIX}-content"
@@ -38,8 +66,8 @@ CARDS = {
     "nk-box": (f"{PREFIX}-box", "NK metric by response", 500),
     "nk-roc": (f"{PREFIX}-roc", "ROC: does a low NK metric predict response?", 500),
     "nk-forest": (f"{PREFIX}-forest", "Effect per tumor type and cohort", 520),
-    "nk-km-os": (f"{PREFIX}-km-os", "Overall survival by NK group", 580),
-    "nk-km-pfs": (f"{PREFIX}-km-pfs", "Progression-free survival by NK group", 580),
+    "nk-km-os": (f"{PREFIX}-km-os", "Overall survival by NK group", 620),
+    "nk-km-pfs": (f"{PREFIX}-km-pfs", "Progression-free survival by NK group", 620),
     "nk-logistic": (f"{PREFIX}-logistic", "Logistic regression", 520),
     "nk-paired": (f"{PREFIX}-paired", "Pre- vs on-treatment, per patient", 520),
 }
@@ -68,12 +96,17 @@ def _query_value(value) -> str | None:
 
 
 def layout(**query) -> html.Div:
-    """Controls (read back from the URL), summary, and the six views."""
+    """Controls (read back from the URL), summary, and the six views.
+
+    The URL's page keys are kept as asked in a store; the first computation
+    resolves them, shows a notice for each value it could not use and rewrites
+    the URL to the state shown.
+    """
     state = {k: _query_value(query.get(k)) for k in STATE_KEYS}
-    timepoint = (
-        state["nk_timepoint"] if state["nk_timepoint"] in schema.TIMEPOINTS else "pre"
-    )
-    split = state["split"] if state["split"] in SPLITS else "median"
+    try:
+        landmark = parse_landmark(state["landmark"])
+    except ValueError:
+        landmark = None  # the callback names the bad value in the notice
     controls = dbc.Row(
         [
             dbc.Col(
@@ -81,7 +114,7 @@ def layout(**query) -> html.Div:
                     html.Label("NK metric", htmlFor=METRIC, className="form-label"),
                     dcc.Dropdown(id=METRIC, value=state["metric"], clearable=False),
                 ],
-                md=4,
+                md=3,
             ),
             dbc.Col(
                 [
@@ -94,15 +127,15 @@ def layout(**query) -> html.Div:
                         id=DEFINITION, value=state["definition"], clearable=False
                     ),
                 ],
-                md=4,
+                md=3,
             ),
             dbc.Col(
                 [
                     html.Label("NK timepoint", className="form-label d-block"),
                     dbc.RadioItems(
                         id=TIMEPOINT,
-                        options=[{"label": t, "value": t} for t in schema.TIMEPOINTS],
-                        value=timepoint,
+                        options=_timepoint_options(schema.TIMEPOINTS),
+                        value=state["nk_timepoint"],
                         inline=True,
                     ),
                 ],
@@ -114,8 +147,33 @@ def layout(**query) -> html.Div:
                     dbc.RadioItems(
                         id=SPLIT,
                         options=[{"label": v, "value": k} for k, v in SPLITS.items()],
-                        value=split,
+                        value=state["split"],
                         inline=True,
+                    ),
+                ],
+                md=2,
+            ),
+            dbc.Col(
+                [
+                    html.Label(
+                        CONTROL_LABELS["landmark"],
+                        htmlFor=LANDMARK,
+                        className="form-label",
+                    ),
+                    dcc.Input(
+                        id=LANDMARK,
+                        type="number",
+                        min=0,
+                        max=MAX_LANDMARK,
+                        step="any",
+                        value=landmark,
+                        debounce=True,
+                        placeholder="none",
+                        className="form-control form-control-sm",
+                    ),
+                    html.Div(
+                        "survival from this many months after treatment start",
+                        className="form-text",
                     ),
                 ],
                 md=2,
@@ -139,6 +197,7 @@ def layout(**query) -> html.Div:
         ],
         id=CONTENT,
     )
+    asked = {k: v for k, v in state.items() if v}
     return html.Div(
         [
             html.H2("NK cells vs response to checkpoint blockade", className="h4"),
@@ -151,58 +210,168 @@ def layout(**query) -> html.Div:
                 className="small text-muted mb-2",
             ),
             html.Div(id=NOTE, className="text-muted small mb-2"),
+            html.Div(id=NOTICE),
             controls,
+            html.Div(id=BANNER),
             dbc.Alert(id=SUMMARY, color="light", className="nk-summary small py-2"),
             html.Div(id=EMPTY, hidden=True),
             content,
-            dcc.Store(id=STATE_STORE, data={k: v for k, v in state.items() if v}),
+            dcc.Store(id=STATE_STORE, data=asked),
+            dcc.Store(id=LINK_STORE, data=asked),
+            dcc.Store(
+                id=CHOSEN_STORE,
+                data={"definition": state["definition"]}
+                if state["definition"] in DEFINITIONS
+                else {},
+            ),
             dcc.Store(id=URL_DUMMY),
         ]
     )
 
 
-_GRAPHS = [Output(CARDS[k][0], "figure") for k in CARDS]
-_CAPTIONS = [Output(_caption_id(k), "children") for k in CARDS]
+def _timepoint_options(available) -> list[dict]:
+    """NK timepoint radio options; timepoints without filtered samples disabled."""
+    return [
+        {"label": t, "value": t, "disabled": t not in available}
+        for t in schema.TIMEPOINTS
+    ]
 
 
-@callback(
-    *_GRAPHS,
-    *_CAPTIONS,
+#: Named outputs of :func:`compute_page`, in the callback's output order.
+OUTPUT_NAMES = (
+    *(f"figure:{k}" for k in CARDS),
+    *(f"caption:{k}" for k in CARDS),
+    "metric_options",
+    "metric",
+    "definition_options",
+    "definition",
+    "timepoint_options",
+    "nk_timepoint",
+    "split",
+    "landmark",
+    "state",
+    "chosen",
+    "link",
+    "summary",
+    "note",
+    "notice",
+    "banner",
+    "content_hidden",
+    "empty_hidden",
+    "empty",
+)
+_OUTPUTS = [
+    *(Output(CARDS[k][0], "figure") for k in CARDS),
+    *(Output(_caption_id(k), "children") for k in CARDS),
     Output(METRIC, "options"),
     Output(METRIC, "value"),
     Output(DEFINITION, "options"),
     Output(DEFINITION, "value"),
+    Output(TIMEPOINT, "options"),
     Output(TIMEPOINT, "value"),
     Output(SPLIT, "value"),
+    Output(LANDMARK, "value"),
     Output(STATE_STORE, "data"),
+    Output(CHOSEN_STORE, "data"),
+    Output(LINK_STORE, "data"),
     Output(SUMMARY, "children"),
     Output(NOTE, "children"),
+    Output(NOTICE, "children"),
+    Output(BANNER, "children"),
     Output(CONTENT, "hidden"),
     Output(EMPTY, "hidden"),
     Output(EMPTY, "children"),
+]
+
+
+@callback(
+    *_OUTPUTS,
     Input(ids.FILTER_STORE, "data"),
     Input(METRIC, "value"),
     Input(DEFINITION, "value"),
     Input(TIMEPOINT, "value"),
     Input(SPLIT, "value"),
+    Input(LANDMARK, "value"),
     State(STATE_STORE, "data"),
+    State(LINK_STORE, "data"),
+    State(CHOSEN_STORE, "data"),
 )
-def update_nk_response(filter_data, metric, definition, timepoint, split, stored):
+def update_nk_response(
+    filter_data, metric, definition, timepoint, split, landmark, stored, link, chosen
+):
     """Recompute every view for the global filter and the page controls."""
     if filter_data is None:
         raise dash.exceptions.PreventUpdate
+    out = compute_page(
+        filter_data,
+        {
+            "metric": metric,
+            "definition": definition,
+            "nk_timepoint": timepoint,
+            "split": split,
+            "landmark": landmark,
+        },
+        stored=stored,
+        link=link,
+        chosen=chosen,
+        trigger=ctx.triggered_id,
+    )
+    return tuple(out[name] for name in OUTPUT_NAMES)
+
+
+def requested_state(
+    controls: dict,
+    *,
+    stored: dict | None,
+    link: dict | None,
+    chosen: dict | None,
+    trigger: str | None,
+) -> dict:
+    """The state asked for: the controls, the link on first load, the remembered
+    response definition (kept while the filtered view cannot use it)."""
+    stored = dict(stored or {})
+    link = dict(link or {})
+    state = {}
+    for key in ("metric", "definition", "nk_timepoint", "split"):
+        # a dropdown drops a URL value before its options arrive
+        state[key] = link.get(key) or controls.get(key) or stored.get(key)
+    if trigger == LANDMARK:
+        state["landmark"] = controls.get("landmark")  # cleared means no landmark
+    elif "landmark" in link:
+        state["landmark"] = link["landmark"]
+    elif controls.get("landmark") is not None:
+        state["landmark"] = controls["landmark"]
+    else:
+        state["landmark"] = stored.get("landmark")
+    if trigger != DEFINITION and (chosen or {}).get("definition") in DEFINITIONS:
+        state["definition"] = chosen["definition"]
+    return state  # fmt: skip
+
+
+def compute_page(
+    filter_data: dict,
+    controls: dict,
+    *,
+    stored: dict | None = None,
+    link: dict | None = None,
+    chosen: dict | None = None,
+    trigger: str | None = None,
+) -> dict:
+    """Every output of the page, by name (see :data:`OUTPUT_NAMES`)."""
     settings = get_settings()
-    controls = {
-        "metric": metric,
-        "definition": definition,
-        "nk_timepoint": timepoint,
-        "split": split,
-    }
-    # a dropdown drops a URL value before its options arrive: fall back to the
-    # state the page was opened with (or last showed)
-    state = {k: v or (stored or {}).get(k) for k, v in controls.items()}
-    blank = [empty_figure("")] * len(CARDS)
-    captions = [""] * len(CARDS)
+    state = requested_state(
+        controls, stored=stored, link=link, chosen=chosen, trigger=trigger
+    )
+    out: dict = {f"figure:{k}": empty_figure("") for k in CARDS}
+    out.update({f"caption:{k}": "" for k in CARDS})
+    no = dash.no_update
+    out.update(
+        metric_options=[], metric=no, definition_options=[], definition=no,
+        timepoint_options=_timepoint_options(schema.TIMEPOINTS), nk_timepoint=no,
+        split=no, landmark=no, state=no, chosen=no, link=None, summary="", note="",
+        notice=None if link else no, banner=None, content_hidden=True,
+        empty_hidden=False, empty=None,
+    )  # fmt: skip
     try:
         view = cohort_view(
             filter_data,
@@ -212,48 +381,131 @@ def update_nk_response(filter_data, metric, definition, timepoint, split, stored
         # shared by all workers and users: a view is computed once
         panels = cached_panels(PAGE_ID, view, state)
     except DataError as err:
-        no = dash.no_update
-        return (
-            *blank, *captions, [], no, [], no, no, no, no, "", "", True, False,
-            data_error_alert(err),
-        )  # fmt: skip
-    cohort = view.bundle.cohort
-    metric_options = [
-        {"label": m.label, "value": m.key} for m in available_metrics(cohort)
-    ]
-    definition_options = [
-        {"label": DEFINITIONS[k].label, "value": k}
-        for k in available_definitions(cohort)
-    ]
+        out["empty"] = data_error_alert(err)
+        return out
+    samples = view.samples if not view.samples.empty else view.bundle.cohort
     provenance = panels[0].provenance
     resolved = provenance["state"]
     summary = provenance["stats"]
-    note = f"{view.bundle.meta.label} · {view.filter.describe()}"
-    outputs = (
-        metric_options,
-        resolved["metric"],
-        definition_options,
-        resolved["definition"],
-        resolved["nk_timepoint"],
-        resolved["split"],
-        resolved,
+    fallbacks = summary["fallbacks"]
+    out.update(
+        metric_options=[
+            {"label": m.label, "value": m.key} for m in available_metrics(samples)
+        ],
+        metric=resolved["metric"],
+        definition_options=[
+            {"label": DEFINITIONS[k].label, "value": k}
+            for k in available_definitions(samples)
+        ],
+        definition=resolved["definition"],
+        timepoint_options=_timepoint_options(set(view.samples["timepoint"])),
+        nk_timepoint=resolved["nk_timepoint"],
+        split=resolved["split"],
+        landmark=resolved["landmark"],
+        state=resolved,
+        note=f"{view.bundle.meta.label} · {view.filter.describe()}",
     )
-    if summary["empty_message"]:
-        empty = empty_state(
-            summary["empty_message"],
-            "Remove a filter in the sidebar or change the timepoint.",
-        )
-        return (*blank, *captions, *outputs, _summary(summary, provenance), note,
-                True, False, empty)  # fmt: skip
-    by_key = {p.key: p for p in panels}
-    figures = [
-        by_key[k].figure if k in by_key else empty_figure(_missing(k)) for k in CARDS
+    if trigger == DEFINITION and controls.get("definition"):
+        out["chosen"] = {"definition": controls["definition"]}
+    elif state.get("definition") not in available_definitions(view.bundle.cohort):
+        out["chosen"] = {}  # never usable here: stop asking for it
+    asked_definition = state.get("definition")
+    # offered by the dataset, not by the filtered patients: a banner (a filter
+    # change can cause it); a definition the dataset never offers is a link value
+    unavailable = asked_definition != resolved[
+        "definition"
+    ] and asked_definition in available_definitions(view.bundle.cohort)
+    if unavailable:
+        out["banner"] = _definition_banner(asked_definition, resolved["definition"])
+    link_fallbacks = [
+        f
+        for f in fallbacks
+        if link and f["key"] in link and not (f["key"] == "definition" and unavailable)
     ]
-    captions = [by_key[k].caption if k in by_key else "" for k in CARDS]
-    return (
-        *figures, *captions, *outputs, _summary(summary, provenance), note, False,
-        True, None,
-    )  # fmt: skip
+    if link:
+        out["notice"] = link_notice(
+            [_link_fallback(f) for f in link_fallbacks], id=f"{PREFIX}-notice-alert"
+        )
+    else:
+        # a value typed into the landmark box that cannot be used
+        typed = [f for f in fallbacks if f["key"] == "landmark"]
+        out["notice"] = (
+            dbc.Alert(typed[0]["note"], color="warning", className="small py-2")
+            if typed
+            else None
+        )
+    told = {f["note"] for f in link_fallbacks} if link else set()
+    if not link:
+        told |= {f["note"] for f in fallbacks if f["key"] == "landmark"}
+    if unavailable:
+        told |= {f["note"] for f in fallbacks if f["key"] == "definition"}
+    out["summary"] = _summary(summary, provenance, told=told)
+    if summary["empty_message"]:
+        out["empty"] = empty_state(
+            summary["empty_message"], _empty_hint(view, resolved["nk_timepoint"])
+        )
+        return out
+    by_key = {p.key: p for p in panels}
+    for k in CARDS:
+        out[f"figure:{k}"] = (
+            by_key[k].figure if k in by_key else empty_figure(_missing(k))
+        )
+        out[f"caption:{k}"] = by_key[k].caption if k in by_key else ""
+    out.update(content_hidden=False, empty_hidden=True, empty=None)
+    return out
+
+
+def _link_fallback(f: dict) -> LinkFallback:
+    """A fallback of the analysis as the shared link notice shows it."""
+    reason = f["reason"]
+    if f["value"] != f["requested"]:  # a known key: say what it stands for
+        reason = f"means “{f['value']}”, which {reason}"
+    return LinkFallback(
+        key=f["key"],
+        label=f["label"],
+        value=f["requested"],
+        shown=f["shown"],
+        reason=reason,
+    )
+
+
+def _definition_banner(asked: str, used: str) -> dbc.Alert:
+    """The response definition analysed differs from the one chosen: say so."""
+    source = "study-reported R/NR" if asked == "reported" else "RECIST"
+    return dbc.Alert(
+        [
+            html.Strong("Response definition changed for this view. "),
+            f"You chose “{DEFINITIONS[asked].label}”, but none of the filtered "
+            f"patients has a {source} value, so every number below uses "
+            f"“{DEFINITIONS[used].label}”. Widen the sidebar filters to analyse "
+            f"“{DEFINITIONS[asked].label}” again.",
+        ],
+        color="warning",
+        className="small py-2",
+        id=f"{PREFIX}-definition-changed",
+    )
+
+
+def _empty_hint(view, nk_timepoint: str) -> str:
+    """Which control to change when nothing is left to analyse."""
+    present = [t for t in schema.TIMEPOINTS if t in set(view.samples["timepoint"])]
+    sidebar = view.filter.timepoint
+    if view.samples.empty:
+        return "Remove a filter in the sidebar."
+    if nk_timepoint not in present:
+        others = " or ".join(f"“{t}”" for t in present)
+        if sidebar and nk_timepoint not in sidebar:
+            return (
+                f"The sidebar filter “Timepoint” keeps only "
+                f"{', '.join(TIMEPOINT_LABELS[t] for t in sidebar)} samples. Set "
+                f"“NK timepoint” on this page to {others}, or add "
+                f"“{nk_timepoint}” to “Timepoint” in the sidebar."
+            )
+        return (
+            f"Set “NK timepoint” on this page to {others}, or widen the sidebar "
+            "filters."
+        )
+    return "Remove a filter in the sidebar or change “NK timepoint” on this page."
 
 
 def _missing(key: str) -> str:
@@ -262,8 +514,8 @@ def _missing(key: str) -> str:
     return "Not available for this dataset"
 
 
-def _summary(summary: dict, provenance: dict) -> list:
-    """Headline: what was analysed, who was excluded, and any notes."""
+def _summary(summary: dict, provenance: dict, told: set[str] = frozenset()) -> list:
+    """Headline: what was analysed, who was excluded, the test, its direction."""
     timepoint = TIMEPOINT_LABELS.get(summary["timepoint"], summary["timepoint"])
     n = summary["n_patients"]
     if summary["empty_message"]:
@@ -272,7 +524,7 @@ def _summary(summary: dict, provenance: dict) -> list:
             parts.append(" " + provenance["exclusions"] + ".")
         return parts
     parts = [
-        html.Strong(f"{n} patient{'s' if n != 1 else ''} analysed"),
+        html.Strong(f"{n} patient{'s' if n != 1 else ''} analysed", id=f"{PREFIX}-n"),
         f" ({timepoint}, one value per patient; "
         + ", ".join(f"{g['group']} n={g['n']}" for g in summary["groups"])
         + "). ",
@@ -283,9 +535,60 @@ def _summary(summary: dict, provenance: dict) -> list:
         f"Metric: {summary['metric']['label']}. "
         f"Response: {summary['response_definition']['label']}."
     )
+    parts += [html.Br(), html.Span(_test_text(summary), id=f"{PREFIX}-test")]
+    survival = _survival_text(summary)
+    if survival:
+        parts += [html.Br(), html.Span(survival, id=f"{PREFIX}-survival")]
     for note in summary["notes"]:
+        if note in told:
+            continue  # shown in the link notice or the banner
         parts += [html.Br(), html.Span(note, className="text-warning-emphasis")]
     return parts
+
+
+def _test_text(summary: dict) -> str:
+    """The test, its p-value and the effect direction in words (with r and AUC)."""
+    parts = []
+    mw, kw, auc = summary["mann_whitney"], summary["kruskal_wallis"], summary["auc"]
+    if mw:
+        parts.append(
+            mw["message"]
+            or f"Two-sided Mann-Whitney U = {mw['u']:g}, {format_p(mw['p'])}: "
+            f"{mw['direction']}."
+        )
+    elif kw:
+        parts.append(
+            f"Kruskal-Wallis H = {kw['h']:.2f}, {format_p(kw['p'])}."
+            if kw["p"] is not None
+            else str(kw.get("message") or "")
+        )
+        if auc and auc["effect_direction"]:
+            parts.append(f"{auc['effect_direction']}.")
+    if auc and auc["auc"] is not None:
+        parts.append(f"{auc['sentence']}.")
+    return " ".join(p for p in parts if p)
+
+
+def _survival_text(summary: dict) -> str:
+    """Where survival time starts and how the NK groups are cut."""
+    if summary["survival_message"]:
+        return (
+            "Survival panels: not drawn from treatment start for "
+            f"{TIMEPOINT_LABELS[summary['timepoint']]} NK values (immortal-time "
+            "bias); set a landmark to compare survival from then on."
+        )
+    if not summary["survival"]:
+        return ""
+    groups = "; ".join(
+        f"{g}: {t}" for g, t in summary["nk_groups"]["definitions"].items()
+    )
+    landmark = summary["landmark_months"]
+    origin = (
+        "from treatment start"
+        if landmark is None
+        else f"from a landmark {landmark:g} months after treatment start"
+    )
+    return f"Survival {origin}; NK groups: {groups}."
 
 
 # Page state -> address bar, so a copied link reproduces the view.

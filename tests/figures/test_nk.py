@@ -175,3 +175,59 @@ def test_paired_titles_carry_wilcoxon(demo_bundle):
         assert not math.isnan(test["p"])
     assert "Wilcoxon" in _title(paired.figure)
     assert len(paired.table) == sum(t["n"] for t in tests)
+
+
+def test_km_draws_95_bands_and_names_cutoffs_and_origin():
+    frame = pd.DataFrame(
+        {
+            "t": [1.0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+            "e": [1, 1, 0, 1, 1, 0, 1, 0, 1, 0, 0, 1],
+            "g": ["NK-low", "NK-high"] * 6,
+        }
+    )
+    km = kaplan_meier(
+        frame, time="t", event="e", group="g", order=["NK-low", "NK-high"],
+        endpoint="Overall survival",
+    )  # fmt: skip
+    fig = km_figure(
+        km, {}, metric_label="NK metric", split="median",
+        group_labels={"NK-low": "NK metric ≤ 0.05", "NK-high": "NK metric > 0.05"},
+        origin="landmark (3 mo)",
+        landmark_note="Landmark 3 months: time from the landmark; 2 patients excluded",
+    )  # fmt: skip
+    data = fig.to_dict()
+    bands = [t for t in data["data"] if t.get("fill") == "tonexty"]
+    assert len(bands) == 2  # one per group
+    for curve, band in zip(km.curves, bands, strict=True):
+        assert list(band["y"]) == list(curve.ci_low)
+    legends = [t["name"] for t in data["data"] if t.get("showlegend") is not False]
+    assert any(n.startswith("NK-low: NK metric ≤ 0.05: n=6") for n in legends)
+    assert "Landmark 3 months" in _title(fig)
+    assert data["layout"]["xaxis"]["title"]["text"] == "Months since landmark (3 mo)"
+
+
+def test_nk_panels_survival_empty_on_treatment_and_landmark_stated(demo_bundle):
+    view = _view()
+    on = {p.key: p for p in nk_panels(view, {"nk_timepoint": "on"})}
+    for key in ("nk-km-os", "nk-km-pfs"):
+        assert "immortal-time bias" in on[key].caption
+        fig = on[key].figure.to_dict()
+        assert fig["data"] == []  # nothing drawn
+        assert "pre-treatment values only" in fig["layout"]["annotations"][0]["text"]
+    landmark = {
+        p.key: p for p in nk_panels(view, {"nk_timepoint": "on", "landmark": 3})
+    }
+    stats_ = landmark["nk-box"].provenance["stats"]
+    for p in landmark.values():
+        assert p.provenance["landmark_months"] == 3.0
+    for key in ("nk-km-os", "nk-km-pfs"):
+        panel = landmark[key]
+        surv = stats_["survival"][key.removeprefix("nk-km-")]
+        n_out = surv["n_excluded_before_landmark"]
+        assert f"Landmark 3 months after treatment start: {n_out} patients" in (
+            panel.caption
+        )
+        assert "Landmark 3 months" in _title(panel.figure)
+        cut = stats_["nk_groups"]["cutoffs"][0]
+        assert f"NK-low: NK among lymphocytes ≤ {cut:.3g}" in panel.caption
+        assert panel.provenance["survival_time_from"].startswith("the landmark")
