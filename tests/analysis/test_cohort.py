@@ -30,7 +30,7 @@ def test_patient_key_round_trip():
     frame = pd.DataFrame({"cohort": ["SYN-A"], "patient_id": ["P012"]})
     assert patient_keys(frame).tolist() == ["SYN-A|P012"]
     assert split_patient_key("SYN-A|P012") == ("SYN-A", "P012")
-    with pytest.raises(ValueError, match="<cohort>|<patient>"):
+    with pytest.raises(ValueError, match=r"<cohort>\|<patient>"):
         split_patient_key("P012")
 
 
