@@ -235,7 +235,10 @@ def overview_panels(view, state: dict | None = None) -> list[Panel]:
             key="patients",
             title="Patients",
             figure=empty_figure("Table only"),
-            table=table[[c for c in PATIENT_COLUMNS if c in table.columns]],
+            table=table[
+                [c for c in PATIENT_COLUMNS if c in table.columns]
+                + [c for c in table.columns if c.endswith("_pre")]
+            ],
             caption=patients_caption(info),
             provenance=dict(
                 provenance,

@@ -61,9 +61,10 @@ def test_timepoint_filter_restricts_cells_and_empties_pre_nk(demo_bundle):
 def test_patients_panel_exports_the_same_columns_and_names_them():
     panels = {p.key: p for p in overview_panels(_view(), {"metric": "frac_nk"})}
     panel = panels["patients"]
-    assert {"cohort", "patient_id", "nk_value", "response_group", "gate_pct"} <= set(
-        panel.table.columns
-    )
+    assert {
+        *("cohort", "patient_id", "nk_value", "response_group", "gate_pct"),
+        *("frac_nk_pre", "frac_cd8_pre"),
+    } <= set(panel.table.columns)
     assert panel.provenance["metric"] == "NK cells, fraction of CD45+ cells"
     assert panel.provenance["nk_timepoint"] == "pre-treatment"
     assert panel.provenance["response_definition"].startswith("Objective response")

@@ -106,6 +106,8 @@ def test_overview_table_pins_keys_and_adds_nk_response_gate(demo_bundle):
     assert columns["gate_pct"]["headerName"] == GATE_HEADER
     assert GATE_HEADER == "% of CD8 cells in the Song et al. gate"
     assert "n_in_gate" in columns and "n_cells" in columns
+    # the earlier columns are still there
+    assert {"recist", "os_months", "frac_nk_pre", "frac_cd8_pre"} <= set(columns)
     rows = {r["key"]: r for r in out[OUT["rows"]]}
     cohort = demo_bundle.cohort
     first = cohort[cohort["timepoint"] == "pre"].iloc[0]
