@@ -470,23 +470,27 @@ def _table_note(table, info: dict) -> str:
     Output(PANEL_BODY, "children"),
     Output(PANEL, "title"),
     Output(PANEL, "is_open"),
-    Input(TABLE, "selectedRows"),
+    # a click, not the selection: clicking the same patient again reopens it
+    Input(TABLE, "cellClicked"),
     State(ids.FILTER_STORE, "data"),
     State(STATE_STORE, "data"),
     prevent_initial_call=True,
 )
-def open_patient(selected_rows, filter_data, state):
-    """Open the patient panel for the clicked row."""
-    if not selected_rows or filter_data is None:
+def open_patient(clicked, filter_data, state):
+    """Open the patient panel for the clicked row (row id = patient key)."""
+    if not clicked or not clicked.get("rowId") or filter_data is None:
         raise dash.exceptions.PreventUpdate
-    key = str(selected_rows[0].get("key", ""))
+    key = str(clicked["rowId"])
     settings = get_settings()
-    view = cohort_view(
-        filter_data,
-        data_dir=settings.data_dir,
-        default_dataset=settings.default_dataset,
-    )
-    panels = {p.key: p for p in cached_panels(PREFIX, view, state or {})}
+    try:
+        view = cohort_view(
+            filter_data,
+            data_dir=settings.data_dir,
+            default_dataset=settings.default_dataset,
+        )
+        panels = {p.key: p for p in cached_panels(PREFIX, view, state or {})}
+    except DataError as err:
+        return data_error_alert(err), "Patient", True
     info = panels["patients"].provenance
     table = panels["patients"].table
     row = table[patient_keys(table).to_numpy() == key]

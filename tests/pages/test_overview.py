@@ -174,7 +174,8 @@ def test_open_patient_panel_callback(demo_bundle):
     store = _store(tumor_type=["melanoma"])
     out = update_overview(store)
     row = next(r for r in out[OUT["rows"]] if r["n_cells"])
-    body, title, is_open = open_patient([row], store, out[OUT["state"]])
+    clicked = {"rowId": row["key"], "colId": "tumor_type", "rowIndex": 0}
+    body, title, is_open = open_patient(clicked, store, out[OUT["state"]])
     assert is_open is True
     assert title == f"Patient {row['patient_id']} ({row['cohort']})"
     text = _text(body)
@@ -203,7 +204,8 @@ def test_state_mix_in_panel_counts_the_patients_cells(demo_bundle):
     store = _store()
     out = update_overview(store)
     row = next(r for r in out[OUT["rows"]] if r["n_cells"])
-    body, _title, _open = open_patient([row], store, out[OUT["state"]])
+    clicked = {"rowId": row["key"], "colId": "cohort", "rowIndex": 0}
+    body, _title, _open = open_patient(clicked, store, out[OUT["state"]])
     obs = cell_store(demo_bundle).obs
     cohort = demo_bundle.cohort
     samples = cohort[
@@ -354,6 +356,22 @@ def test_clicking_a_patient_opens_its_panel_in_browser(dash_duo, demo_bundle):
     href = dash_duo.find_element("#overview-cd8-link").get_attribute("href")
     assert "/cd8-states?highlight=" + row["key"].replace("|", "%7C") in href
     assert "tumor_type=melanoma" in href and "dataset=demo" in href
+    # closed and clicked again, the same patient's panel opens again
+    dash_duo.find_element("#overview-patient-panel .btn-close").click()
+    dash_duo.wait_for_no_elements("#overview-patient-panel.show", timeout=10)
+    WebDriverWait(dash_duo.driver, 20, poll_frequency=0.3).until(click_row)
+    dash_duo.wait_for_element("#overview-patient-panel.show #overview-gate", timeout=10)
     # the page state is in the address bar, so the link reproduces the table
     url = dash_duo.driver.current_url
     assert "metric=nk_over_nk_cd8" in url and "definition=benefit" in url
+
+
+def test_unknown_dataset_is_a_message_not_a_traceback(demo_bundle):
+    from pages.overview import open_patient, update_overview
+
+    store = CohortFilter.from_mapping({"dataset": "nope"}).to_dict()
+    out = update_overview(store)
+    assert "cannot be used" in _text(out[OUT["notice"]])
+    assert out[OUT["content"]] is True
+    body, _title, is_open = open_patient({"rowId": "A|P1"}, store, {})
+    assert is_open and "cannot be used" in _text(body)
