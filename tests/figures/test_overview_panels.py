@@ -70,3 +70,55 @@ def test_patients_panel_exports_the_same_columns_and_names_them():
     assert panel.provenance["response_definition"].startswith("Objective response")
     assert panel.provenance["gate"].startswith("Song et al.")
     assert "pre-treatment" in panel.caption and "Song et al." in panel.caption
+
+
+def _bundle_view(path):
+    from data.registry import get_bundle
+
+    bundle = get_bundle(path.name, path.parent)
+    return cohort_view(
+        CohortFilter.from_mapping({"dataset": path.name}),
+        data_dir=path.parent,
+        default_dataset=path.name,
+    ), bundle
+
+
+def _cells_without(gene_missing: str):
+    """Cells of two small-cohort samples; every Song et al. gene but one."""
+    import anndata as ad
+    import pandas as pd
+
+    genes = [g for g, _p, _s in SONG_GATE if g != gene_missing]
+    n = 6
+    x = np.ones((n, len(genes)), dtype=np.float32)
+    obs = pd.DataFrame(
+        {
+            "sample_id": pd.Categorical(["A-P1-pre"] * 4 + ["B-P1-pre"] * 2),
+            "patient_id": pd.Categorical(["P1"] * n),
+            "cd8_state": pd.Categorical(["a", "b", "a", "a", "b", "b"]),
+        },
+        index=[f"c{i}" for i in range(n)],
+    )
+    adata = ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=genes))
+    adata.obsm["X_umap"] = np.zeros((n, 2), dtype=np.float32)
+    return adata
+
+
+def test_missing_gate_gene_gives_no_gate_column_and_says_why(bundle_factory):
+    view, _bundle = _bundle_view(bundle_factory(cells=_cells_without("TNFRSF18")))
+    table, info = overview_patients(view, {})
+    assert "gate_pct" not in table.columns
+    assert "TNFRSF18" in info["gate_note"] and "No gate column" in info["gate_note"]
+    # the cell counts are still there
+    assert table.set_index("key").loc["A|P1", "n_cells"] == 4
+    panel = {p.key: p for p in overview_panels(view, {})}["patients"]
+    assert "TNFRSF18" in panel.caption and panel.provenance["gate"] == ""
+
+
+def test_cohort_without_cells_has_no_cell_columns(bundle_factory):
+    view, _bundle = _bundle_view(bundle_factory())
+    table, info = overview_patients(view, {"definition": "reported"})
+    assert info["has_cells"] is False
+    assert not {"n_cells", "gate_pct"} & set(table.columns)
+    assert info["state"]["definition"] == "reported"
+    assert table.set_index("key").loc["B|P3", "response_group"] == "Responder"
