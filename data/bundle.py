@@ -208,26 +208,51 @@ def _check_numeric(
         )
     finite = numbers.where(~infinite)
     if low is not None or high is not None:
-        out = pd.Series(False, index=frame.index)
-        if low is not None:
-            out |= finite < low
-        if high is not None:
-            out |= finite > high
-        if out.any():
-            lo = "-inf" if low is None else f"{low:g}"
-            hi = "inf" if high is None else f"{high:g}"
-            fix = f"values must lie in [{lo}, {hi}]."
-            if column.startswith(schema.FRACTION_PREFIX) and finite.max() <= 100:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        is_fraction = column.startswith(schema.FRACTION_PREFIX)
+        below = (finite < low) if low is not None else pd.Series(False, frame.index)
+        above = (finite > high) if high is not None else pd.Series(False, frame.index)
+        if below.any():
+            examples = ", ".join(f"{v:g}" for v in pd.unique(finite[below])[:3])
+            what = "negative value(s)" if low == 0 else f"value(s) below {lo}"
+            # a negative number is never a percentage: say what usually causes it
+            fix = (
+                "check the sign, and that unknown values are left empty rather "
+                "than coded as -1 or -99"
+            )
+            if is_fraction:
                 fix = (
-                    "these look like percentages (0-100): divide the column by 100 "
-                    "so it holds fractions of CD45+ cells in [0, 1]."
+                    "a fraction of CD45+ cells cannot be negative: "
+                    + fix
+                    + ", and that the column is not a log-ratio or a score (name "
+                    f"such a column {schema.SCORE_PREFIX}<name>); fractions lie in "
+                    f"[{lo}, {hi}]."
                 )
-            examples = ", ".join(f"{v:g}" for v in pd.unique(finite[out])[:3])
+            else:
+                fix += f"; values must lie in [{lo}, {hi}]."
             problems.append(
                 Problem(
                     file=file,
                     column=column,
-                    rows=_rows(out),
+                    rows=_rows(below),
+                    message=f"has {what} (out of range): {examples}.",
+                    fix=fix,
+                )
+            )
+        if above.any():
+            examples = ", ".join(f"{v:g}" for v in pd.unique(finite[above])[:3])
+            fix = f"values must lie in [{lo}, {hi}]."
+            if is_fraction and finite.min() >= 0 and finite.max() <= 100:
+                fix = (
+                    "these look like percentages (0-100): divide the column by 100 "
+                    "so it holds fractions of CD45+ cells in [0, 1]."
+                )
+            problems.append(
+                Problem(
+                    file=file,
+                    column=column,
+                    rows=_rows(above),
                     message=f"has value(s) out of range: {examples}.",
                     fix=fix,
                 )

@@ -104,6 +104,29 @@ def test_negative_fraction(bundle_factory):
     cohort.loc[2, "frac_nk"] = -0.1
     text = _error_text(bundle_factory(cohort))
     assert "column `frac_nk`, row 4" in text and "out of range" in text
+    # a negative value is not a percentage: say it is negative and what to check
+    assert "negative value(s)" in text and "-0.1" in text
+    assert "divide" not in text and "percentage" not in text
+    assert "-1 or -99" in text and "score_" in text
+
+
+def test_negative_and_percentage_values_get_one_message_each(bundle_factory):
+    cohort = small_cohort()
+    cohort.loc[2, "frac_nk"] = -0.1
+    cohort.loc[5, "frac_nk"] = 45.0
+    text = _error_text(bundle_factory(cohort))
+    assert "negative value(s) (out of range): -0.1" in text
+    assert "out of range: 45" in text
+    # with a negative value in the column the values are not percentages either
+    assert "divide the column by 100" not in text
+
+
+def test_negative_survival_time_is_called_negative(bundle_factory):
+    cohort = small_cohort()
+    cohort.loc[0, "os_months"] = -3.0
+    text = _error_text(bundle_factory(cohort))
+    assert "column `os_months`, row 2" in text and "negative value(s)" in text
+    assert "[0, inf]" in text
 
 
 def test_infinite_fraction(bundle_factory):

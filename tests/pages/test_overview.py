@@ -36,6 +36,189 @@ def test_overview_empty_state(demo_bundle):
     assert content_hidden is True and empty_hidden is False
 
 
+def _text(component) -> str:
+    """All text of a Dash component tree."""
+    if component is None:
+        return ""
+    if isinstance(component, str | int | float):
+        return str(component)
+    if isinstance(component, list | tuple):
+        return " ".join(_text(c) for c in component)
+    return _text(getattr(component, "children", None))
+
+
+def _find(component, component_id):
+    """The component with ``id`` in a tree (None when absent)."""
+    if isinstance(component, list | tuple):
+        for child in component:
+            found = _find(child, component_id)
+            if found is not None:
+                return found
+        return None
+    if getattr(component, "id", None) == component_id:
+        return component
+    children = getattr(component, "children", None)
+    return None if children is None else _find(children, component_id)
+
+
+#: outputs of update_overview by name (the callback returns a tuple)
+OUT = {
+    name: i
+    for i, name in enumerate(
+        (
+            *("patients", "samples", "cells", "cohorts", "composition", "response"),
+            *("columns", "rows", "content", "empty", "note", "metric_options"),
+            *("metric", "definition_options", "definition", "state", "notice"),
+            "table_note",
+        )
+    )
+}
+
+
+def _hand_nk_lymphocytes(cohort, cohort_id, patient_id) -> float:
+    """NK / (NK + CD8 + CD4 + B) of the means of the patient's pre samples."""
+    rows = cohort[
+        (cohort["cohort"] == cohort_id)
+        & (cohort["patient_id"] == patient_id)
+        & (cohort["timepoint"] == "pre")
+    ]
+    means = rows[["frac_nk", "frac_cd8", "frac_cd4", "frac_b"]].mean()
+    return means["frac_nk"] / means.sum()
+
+
+def test_overview_table_pins_keys_and_adds_nk_response_gate(demo_bundle):
+    from pages.overview import GATE_HEADER, update_overview
+
+    out = update_overview(_store())
+    columns = {c["field"]: c for c in out[OUT["columns"]]}
+    assert [c["field"] for c in out[OUT["columns"]] if c.get("pinned") == "left"] == [
+        "cohort",
+        "patient_id",
+    ]
+    # defaults are the NK page's: NK among lymphocytes, objective response
+    assert out[OUT["state"]] == {"metric": "nk_lymphocytes", "definition": "objective"}
+    assert columns["nk_value"]["headerName"] == (
+        "NK among lymphocytes, NK / (NK + CD8 + CD4 + B), pre-treatment"
+    )
+    assert columns["response_group"]["headerName"] == (
+        "Response: Objective response (CR/PR vs SD/PD)"
+    )
+    assert columns["gate_pct"]["headerName"] == GATE_HEADER
+    assert GATE_HEADER == "% of CD8 cells in the Song et al. gate"
+    assert "n_in_gate" in columns and "n_cells" in columns
+    # the earlier columns are still there
+    assert {"recist", "os_months", "frac_nk_pre", "frac_cd8_pre"} <= set(columns)
+    rows = {r["key"]: r for r in out[OUT["rows"]]}
+    cohort = demo_bundle.cohort
+    first = cohort[cohort["timepoint"] == "pre"].iloc[0]
+    key = f"{first['cohort']}|{first['patient_id']}"
+    assert rows[key]["nk_value"] == pytest.approx(
+        _hand_nk_lymphocytes(cohort, first["cohort"], first["patient_id"])
+    )
+    recist = first["recist"]
+    expected = {"CR": "Responder", "PR": "Responder", "SD": "Non-responder"}.get(
+        recist, "Non-responder" if recist == "PD" else "not evaluable"
+    )
+    assert rows[key]["response_group"] == expected
+    assert "n=" in out[OUT["table_note"]]
+    assert out[OUT["notice"]] is None
+
+
+def test_overview_metric_and_definition_controls(demo_bundle):
+    from pages.overview import update_overview
+
+    out = update_overview(_store(), "frac_nk", "benefit", {})
+    columns = {c["field"]: c for c in out[OUT["columns"]]}
+    assert columns["nk_value"]["headerName"] == (
+        "NK cells, fraction of CD45+ cells, pre-treatment"
+    )
+    assert columns["response_group"]["headerName"] == (
+        "Response: Clinical benefit (CR/PR/SD vs PD)"
+    )
+    assert out[OUT["state"]] == {"metric": "frac_nk", "definition": "benefit"}
+    cohort = demo_bundle.cohort
+    sd = cohort[(cohort["recist"] == "SD") & (cohort["timepoint"] == "pre")].iloc[0]
+    rows = {r["key"]: r for r in out[OUT["rows"]]}
+    key = f"{sd['cohort']}|{sd['patient_id']}"
+    assert rows[key]["response_group"] == "Responder"  # SD counts as benefit
+    pre = cohort[
+        (cohort["cohort"] == sd["cohort"])
+        & (cohort["patient_id"] == sd["patient_id"])
+        & (cohort["timepoint"] == "pre")
+    ]
+    assert rows[key]["nk_value"] == pytest.approx(pre["frac_nk"].mean())
+
+
+def test_overview_link_with_unknown_values_shows_notice(demo_bundle):
+    from pages.overview import update_overview
+
+    # the dropdowns have no options yet: the values come from the link
+    out = update_overview(_store(), None, None, {"metric": "foo", "definition": "nope"})
+    text = _text(out[OUT["notice"]])
+    assert "NK metric “foo”" in text and "metric=foo" in text
+    assert "showing NK among lymphocytes, NK / (NK + CD8 + CD4 + B) instead" in text
+    assert "response definition “nope”" in text and "definition=nope" in text
+    assert "showing Objective response (CR/PR vs SD/PD) instead" in text
+    assert out[OUT["metric"]] == "nk_lymphocytes"
+    assert out[OUT["definition"]] == "objective"
+    # a valid link value is honoured without a notice
+    out = update_overview(_store(), None, None, {"metric": "log2_nk_cd8"})
+    assert out[OUT["notice"]] is None and out[OUT["metric"]] == "log2_nk_cd8"
+
+
+def test_open_patient_panel_callback(demo_bundle):
+    from urllib.parse import parse_qs, urlsplit
+
+    from pages.overview import open_patient, update_overview
+
+    store = _store(tumor_type=["melanoma"])
+    out = update_overview(store)
+    row = next(r for r in out[OUT["rows"]] if r["n_cells"])
+    clicked = {"rowId": row["key"], "colId": "tumor_type", "rowIndex": 0}
+    body, title, is_open = open_patient(clicked, store, out[OUT["state"]])
+    assert is_open is True
+    assert title == f"Patient {row['patient_id']} ({row['cohort']})"
+    text = _text(body)
+    assert row["tumor_type"] in text and row["treatment"] in text
+    assert f"{row['gate_pct']:.1f}% " in text
+    assert f"{row['n_in_gate']} of {row['n_cells']} cells" in text
+    assert f"n = {row['n_cells']} CD8 cells" in text
+    # one NK row per timepoint, the pre-treatment value equals the table's
+    nk = _text(_find(body, "overview-nk"))
+    assert f"{row['nk_value']:.3g}" in nk
+    assert "NK / (NK + CD8) (ratio, 0-1)" in nk
+    link = _find(body, "overview-cd8-link")
+    url = urlsplit(link.href)
+    assert url.path == "/cd8-states"
+    query = parse_qs(url.query)
+    assert query["highlight"] == [row["key"]]
+    assert "%7C" in url.query  # the | is URL-encoded
+    assert query["tumor_type"] == ["melanoma"] and query["dataset"] == ["demo"]
+    assert query["metric"] == ["nk_lymphocytes"]
+
+
+def test_state_mix_in_panel_counts_the_patients_cells(demo_bundle):
+    from data.cells import cell_store
+    from pages.overview import open_patient, update_overview
+
+    store = _store()
+    out = update_overview(store)
+    row = next(r for r in out[OUT["rows"]] if r["n_cells"])
+    clicked = {"rowId": row["key"], "colId": "cohort", "rowIndex": 0}
+    body, _title, _open = open_patient(clicked, store, out[OUT["state"]])
+    obs = cell_store(demo_bundle).obs
+    cohort = demo_bundle.cohort
+    samples = cohort[
+        (cohort["cohort"] == row["cohort"])
+        & (cohort["patient_id"] == row["patient_id"])
+    ]["sample_id"]
+    own = obs[obs["sample_id"].astype(str).isin(samples)]
+    counts = own["cd8_state"].astype(str).value_counts()
+    states = _text(_find(body, "overview-states"))
+    for state, n in counts.items():
+        assert f"{state} {n} {100 * n / len(own):.1f}" in states
+
+
 def _n_patients(cohort) -> str:
     return str(len(cohort[["cohort", "patient_id"]].drop_duplicates()))
 
@@ -97,3 +280,98 @@ def test_every_page_link_is_readable_in_navbar(dash_duo, demo_bundle):
     for name, cls, color in links:
         if "active" not in cls:  # the active pill is white on blue
             assert _blend_on_white(color) < 0.6, (name, color)
+
+
+@pytest.mark.browser
+def test_clicking_a_patient_opens_its_panel_in_browser(dash_duo, demo_bundle):
+    """Click a row: the panel shows that patient's values and the UMAP link."""
+    from selenium.common.exceptions import (
+        ElementClickInterceptedException,
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    import app
+    from pages.overview import update_overview
+
+    store = _store(tumor_type=["melanoma"])
+    out = update_overview(store, "nk_over_nk_cd8", "benefit", {})
+    row = next(r for r in out[OUT["rows"]] if r["n_cells"])
+    dash_duo.start_server(app.app, port=free_port())
+    dash_duo.driver.get(
+        dash_duo.server_url
+        + "/?dataset=demo&tumor_type=melanoma&metric=nk_over_nk_cd8&definition=benefit"
+    )
+    dash_duo.wait_for_element("#overview-table .ag-row", timeout=30)
+    # the controls read the link, and the NK column says which metric it shows
+    dash_duo.wait_for_contains_text("#overview-metric", "NK / (NK + CD8)", timeout=20)
+    dash_duo.wait_for_contains_text(
+        "#overview-table", "NK / (NK + CD8), pre-treatment", timeout=20
+    )
+    dash_duo.find_element("#overview-search").send_keys(row["patient_id"])
+    matching = sum(r["patient_id"] == row["patient_id"] for r in out[OUT["rows"]])
+    rows_shown = "#overview-table .ag-center-cols-container .ag-row"
+    WebDriverWait(dash_duo.driver, 20).until(
+        lambda driver: (
+            len(driver.find_elements(By.CSS_SELECTOR, rows_shown)) == matching
+        )
+    )
+    target = f'{rows_shown}[row-id="{row["key"]}"] .ag-cell[col-id="tumor_type"]'
+
+    def click_row(driver) -> bool:
+        # the grid re-positions rows as the search applies: retry until it settles
+        try:
+            cell = driver.find_element(By.CSS_SELECTOR, target)
+            driver.execute_script(
+                "arguments[0].scrollIntoView({block: 'center'});", cell
+            )
+            cell.click()
+            return True
+        except (ElementClickInterceptedException, StaleElementReferenceException):
+            return False
+        except NoSuchElementException:
+            return False
+
+    WebDriverWait(dash_duo.driver, 20, poll_frequency=0.3).until(click_row)
+    dash_duo.wait_for_contains_text(
+        "#overview-patient-panel",
+        f"Patient {row['patient_id']} ({row['cohort']})",
+        timeout=20,
+    )
+    dash_duo.wait_for_contains_text(
+        "#overview-gate",
+        f"{row['gate_pct']:.1f}% of the patient's CD8 cells",
+        timeout=10,
+    )
+    assert (
+        f"{row['n_in_gate']} of {row['n_cells']} cells"
+        in dash_duo.find_element("#overview-gate").text
+    )
+    clinical = dash_duo.find_element("#overview-clinical").text
+    assert row["treatment"] in clinical and "Clinical benefit" in clinical
+    nk = dash_duo.find_element("#overview-nk").text
+    assert f"{row['nk_value']:.3g}" in nk
+    href = dash_duo.find_element("#overview-cd8-link").get_attribute("href")
+    assert "/cd8-states?highlight=" + row["key"].replace("|", "%7C") in href
+    assert "tumor_type=melanoma" in href and "dataset=demo" in href
+    # closed and clicked again, the same patient's panel opens again
+    dash_duo.find_element("#overview-patient-panel .btn-close").click()
+    dash_duo.wait_for_no_elements("#overview-patient-panel.show", timeout=10)
+    WebDriverWait(dash_duo.driver, 20, poll_frequency=0.3).until(click_row)
+    dash_duo.wait_for_element("#overview-patient-panel.show #overview-gate", timeout=10)
+    # the page state is in the address bar, so the link reproduces the table
+    url = dash_duo.driver.current_url
+    assert "metric=nk_over_nk_cd8" in url and "definition=benefit" in url
+
+
+def test_unknown_dataset_is_a_message_not_a_traceback(demo_bundle):
+    from pages.overview import open_patient, update_overview
+
+    store = CohortFilter.from_mapping({"dataset": "nope"}).to_dict()
+    out = update_overview(store)
+    assert "cannot be used" in _text(out[OUT["notice"]])
+    assert out[OUT["content"]] is True
+    body, _title, is_open = open_patient({"rowId": "A|P1"}, store, {})
+    assert is_open and "cannot be used" in _text(body)
