@@ -257,29 +257,6 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
 
 
 #: CLI filter options of `stats` -> filter field.
-STATS_FILTERS = {"--tumor-type": "tumor_type", "--treatment": "treatment",
-                 "--cohort": "cohort"}  # fmt: skip
-
-
-def match_filter_values(
-    values: Sequence[str], options: Sequence[str]
-) -> tuple[list[str], list[str]]:
-    """Each value as the dataset spells it (case-insensitive), and the unmatched.
-
-    Kept as one small function so it can later call the app's shared filter
-    resolver (the URL and the CLI must agree on what ``Melanoma`` means).
-    """
-    by_folded = {str(o).casefold(): str(o) for o in options}
-    matched, unmatched = [], []
-    for value in values:
-        hit = by_folded.get(str(value).strip().casefold())
-        if hit is None:
-            unmatched.append(value)
-        elif hit not in matched:
-            matched.append(hit)
-    return matched, unmatched
-
-
 def cmd_stats(args: argparse.Namespace) -> int:
     """NK metric vs response statistics, as on the /nk-response page."""
     import json
@@ -291,31 +268,22 @@ def cmd_stats(args: argparse.Namespace) -> int:
         resolve_state_fallbacks,
     )
     from analysis.response import DEFINITIONS, available_definitions
-    from data.filters import CohortFilter, filter_options
     from data.view import cohort_view
 
     data_dir = _data_dir(args)
-    whole = cohort_view(
-        CohortFilter(dataset=args.dataset), data_dir=data_dir, default_dataset=DEMO_NAME
+    # the same resolver as the sidebar: values match ignoring case, and a value
+    # that matches nothing stops the command listing the valid ones (DataError)
+    flt = resolve_cli_filter(
+        {
+            "dataset": args.dataset,
+            "tumor_type": args.tumor_type,
+            "treatment": args.treatment,
+            "cohort": args.cohort,
+        },
+        data_dir=data_dir,
+        default_dataset=DEMO_NAME,
     )
-    options = filter_options(whole.bundle.cohort)
-    chosen: dict[str, object] = {"dataset": args.dataset}
-    for flag, field in STATS_FILTERS.items():
-        values = getattr(args, field)
-        matched, unmatched = match_filter_values(values, options[field])
-        if unmatched:
-            print(
-                f"ERROR {flag} {' '.join(unmatched)}: no such "
-                f"{field.replace('_', ' ')} in {whole.bundle.meta.label}. Fix: use "
-                f"one of {', '.join(options[field]) or 'none'} (case does not "
-                "matter).",
-                file=sys.stderr,
-            )
-            return 1
-        chosen[field] = matched
-    view = cohort_view(
-        CohortFilter.from_mapping(chosen), data_dir=data_dir, default_dataset=DEMO_NAME
-    )
+    view = cohort_view(flt, data_dir=data_dir, default_dataset=DEMO_NAME)
     state = {
         "metric": args.metric,
         "definition": args.response,

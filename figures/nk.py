@@ -777,7 +777,8 @@ def panels_from_analysis(view, result: NKResponseAnalysis) -> list[Panel]:
     tp = TIMEPOINT_LABELS[result.state.nk_timepoint]
     evaluable = result.patients[result.patients["group"].notna()]
     n_text = ", ".join(f"{s.group} n={s.n}" for s in result.summaries)
-    excluded = f" {result.exclusion_text}." if result.exclusion_text else ""
+    # messages may end in a full stop of their own: never print "needed).."
+    excluded = f" {result.exclusion_text.rstrip('.')}." if result.exclusion_text else ""
     box_table = evaluable[
         ["cohort", "patient_id", "tumor_type", "treatment", "group", "value",
          "n_samples"]
@@ -786,7 +787,7 @@ def panels_from_analysis(view, result: NKResponseAnalysis) -> list[Panel]:
     group_rows = pd.DataFrame([vars(s) for s in result.summaries])
     box_caption = (
         f"One {tp} value per patient ({n_text}); box = median and IQR. "
-        f"{annotation}.{excluded}"
+        f"{annotation.rstrip('.')}.{excluded}"
     )
     if result.multi_group is not None and result.direction_text:
         box_caption += f" {result.direction_text}."

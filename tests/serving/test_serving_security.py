@@ -213,29 +213,37 @@ def test_dataset_id_from_browser_is_validated(demo_dir, caplog):
     client = app.server.test_client()
     deps = client.get("/_dash-dependencies").get_json()
     spec = next(d for d in deps if "overview-patients." in d["output"])
-    outputs = [
-        {"id": part.rsplit(".", 1)[0], "property": part.rsplit(".", 1)[1]}
-        for part in spec["output"].strip(".").split("...")
-    ]
+    outputs = []
+    for part in spec["output"].strip(".").split("..."):
+        component_id, prop = part.rsplit(".", 1)
+        if component_id.startswith("{"):  # a pattern-matching id (page-state store)
+            component_id = json.loads(component_id)
+        outputs.append({"id": component_id, "property": prop})
     body = {
         "output": spec["output"],
         "outputs": outputs,
+        # every input as the browser sends it; only the filter is forged
         "inputs": [
             {
-                "id": "shell-filter",
-                "property": "data",
-                "value": {"dataset": "../../../etc"},
+                **spec_input,
+                "value": {"dataset": "../../../etc"}
+                if spec_input["id"] == "shell-filter"
+                else None,
             }
+            for spec_input in spec["inputs"]
         ],
         "changedPropIds": ["shell-filter.data"],
-        "state": [],
+        "state": [{**spec_state, "value": None} for spec_state in spec["state"]],
     }
     with caplog.at_level(logging.WARNING):
         response = client.post("/_dash-update-component", json=body)
     assert response.status_code == 200
     text = response.get_data(as_text=True)
     assert "is not a valid dataset name" in text  # shown in the shell's alert
-    assert "Traceback" not in text and "rowData" not in text
+    assert "Traceback" not in text
+    # no patient row of any dataset reaches the browser
+    table = response.get_json()["response"].get("overview-table", {})
+    assert not table.get("rowData")
 
 
 def test_readyz_not_ready_without_renderer(demo_dir, monkeypatch, tmp_path):
