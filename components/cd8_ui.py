@@ -19,6 +19,8 @@ PAGE_ID = cd8.PAGE_ID
 PREFIX = "cd8-states"
 STATE = ids.page_state(PAGE_ID)
 URL_SYNC = f"{PREFIX}-url-sync"
+LINK = f"{PREFIX}-link"
+LINK_NOTICE = f"{PREFIX}-link-notice"
 GATE_SPEC = f"{PREFIX}-gate-spec"
 GATE = f"{PREFIX}-gate"
 HIGHLIGHT = f"{PREFIX}-highlight"
@@ -66,7 +68,10 @@ def first_value(value) -> str:
     return "" if value is None else str(value)
 
 
-def state_dict(color, gene, gate_text, gate_name, accept, metric, definition) -> dict:
+def state_dict(
+    color, gene, gate_text, gate_name, accept, metric, definition, highlight=None
+) -> dict:
+    """The page state as URL keys (see ``figures.cd8.PageState.to_dict``)."""
     return {
         "color": color or cd8.DEFAULT_COLOR,
         "gene": gene or "",
@@ -75,6 +80,7 @@ def state_dict(color, gene, gate_text, gate_name, accept, metric, definition) ->
         "accept_missing": "1" if accept else "",
         "metric": metric or cd8.DEFAULT_METRIC,
         "definition": definition or "",
+        "highlight": highlight or "",
     }
 
 

@@ -40,17 +40,20 @@ from figures.cd8_state import (
     GATE_IN_COLOR,
     GATE_OUT_COLOR,
     HIGHLIGHT_COLOR,
+    KEY_LABELS,
     MISSING_COLOR,
     NOT_EVALUABLE,
     PAGE_ID,
     QUANT_MAX,
     STATE_MARKERS,
     CellData,
+    Fallback,
     PageState,
     binary_groups,
     cached_cell_data,
     category_palette,
     cell_data,
+    check_highlight,
     evaluate,
     parse_state,
     patient_gate_table,
@@ -81,6 +84,7 @@ __all__ = [
     "GATE_IN_COLOR",
     "GATE_OUT_COLOR",
     "HIGHLIGHT_COLOR",
+    "KEY_LABELS",
     "MISSING_COLOR",
     "NOT_EVALUABLE",
     "PAGE_ID",
@@ -88,6 +92,7 @@ __all__ = [
     "STATE_MARKERS",
     "CellData",
     "Colouring",
+    "Fallback",
     "PageState",
     "binary_groups",
     "cached_cell_data",
@@ -95,6 +100,7 @@ __all__ = [
     "cd8_panels",
     "cell_data",
     "cells_in_selection",
+    "check_highlight",
     "colouring",
     "display_sample",
     "dot_plot",
@@ -174,7 +180,8 @@ def cd8_panels(view, state: dict, *, max_points: int | None = None) -> list[Pane
         result, gate_error = None, str(err)
     provenance = _provenance(view, page, result)
     shown = display_sample(data.state_codes, budget)
-    colour = colouring(data, page, shown, gate_result=result)
+    highlight, _ = check_highlight(page, data.patients)
+    colour = colouring(data, page, shown, gate_result=result, highlight=highlight)
     umap = umap_figure(
         data,
         shown,

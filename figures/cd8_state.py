@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -79,9 +80,42 @@ QUANT_MAX = 65535
 
 
 # --------------------------------------------------------------------------- state
+#: The page's URL keys and how a reader names each (the control's label).
+KEY_LABELS = {
+    "color": "Colour cells by",
+    "gene": "Gene",
+    "gate": "Phenotype gate",
+    "gate_name": "Gate name",
+    "accept_missing": "Evaluate the gate without missing markers",
+    "metric": "NK metric",
+    "definition": "Response definition",
+    "highlight": "Highlighted patient",
+}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+class Fallback(NamedTuple):
+    """A page-state value that could not be honoured and what is shown instead.
+
+    Fields as :class:`components.common.LinkFallback` (in the reader's words).
+    """
+
+    key: str
+    label: str
+    value: str
+    shown: str
+    reason: str = "is not available here"
+
+
 @dataclass(frozen=True)
 class PageState:
-    """The page's control state, parsed and checked against the data."""
+    """The page's control state, parsed and checked against the data.
+
+    ``highlight`` is a patient key ``cohort|patient_id`` whose cells are highlighted
+    on the UMAP (checked against the view's patients by :func:`check_highlight`).
+    ``fallbacks`` lists every value that was replaced, and by what.
+    """
 
     color: str = DEFAULT_COLOR
     gene: str = ""
@@ -89,7 +123,8 @@ class PageState:
     accept_missing: bool = False
     metric: str = DEFAULT_METRIC
     definition: str = "objective"
-    notes: tuple[str, ...] = ()
+    highlight: str = ""
+    fallbacks: tuple[Fallback, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         """The keys the page keeps in its URL and Store."""
@@ -101,13 +136,8 @@ class PageState:
             "accept_missing": "1" if self.accept_missing else "",
             "metric": self.metric,
             "definition": self.definition,
+            "highlight": self.highlight,
         }
-
-
-def _truthy(value: object) -> bool:
-    if isinstance(value, list | tuple):
-        value = value[0] if value else ""
-    return str(value).strip().lower() in {"1", "true", "yes", "on"}
 
 
 def _first(value: object) -> str:
@@ -116,71 +146,135 @@ def _first(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def _truthy(value: object) -> bool:
+    return _first(value).strip().lower() in _TRUE
+
+
+def _metric_label(key: str, metrics) -> str:
+    return next((m.label for m in metrics if m.key == key), key)
+
+
 def parse_state(
     state: Mapping[str, object] | None,
     *,
     samples: pd.DataFrame,
     genes: pd.Index | None = None,
 ) -> PageState:
-    """Read the page state; odd values fall back to defaults with a note (no error).
+    """Read the page state; odd values fall back to defaults, each listed in
+    ``fallbacks`` with what is shown instead (never an error, never silent).
 
     Parameters
     ----------
     state
         ``color``, ``gene``, ``gate``, ``gate_name``, ``accept_missing``, ``metric``,
-        ``definition`` (strings, as in the URL).
+        ``definition``, ``highlight`` (strings, as in the URL).
     samples
         The filtered cohort (decides which metrics and definitions exist).
     genes
-        Genes of the cell data (to check the colour-by gene).
+        Genes of the cell data (to check the colour-by gene and the gate markers).
     """
     state = dict(state or {})
-    notes: list[str] = []
+    fallbacks: list[Fallback] = []
+
+    def fall(key: str, value: str, shown: str, reason: str = "") -> None:
+        fallbacks.append(
+            Fallback(
+                key, KEY_LABELS[key], value, shown, reason or "is not available here"
+            )
+        )
+
     color = _first(state.get("color")) or DEFAULT_COLOR
     if color not in COLOR_CHOICES:
-        notes.append(f"unknown colour-by {color!r}; showing states")
+        fall(
+            "color",
+            color,
+            COLOR_CHOICES[DEFAULT_COLOR],
+            "is not a colouring of this page",
+        )
         color = DEFAULT_COLOR
     gene = _first(state.get("gene"))
+    asked_gene = gene
     if genes is not None and gene and gene not in genes:
-        notes.append(f"gene {gene!r} is not in the data")
         gene = ""
     if genes is not None and not gene and len(genes):
         gene = next((g for g in ("GZMB", "CD69") if g in genes), str(genes[0]))
+    if asked_gene and gene != asked_gene:
+        fall("gene", asked_gene, gene or "no gene", "is not in this dataset")
     if color == "gene" and not gene:
+        fall("color", COLOR_CHOICES["gene"], COLOR_CHOICES[DEFAULT_COLOR],
+             "needs genes this dataset does not have")  # fmt: skip
         color = DEFAULT_COLOR
+    gate_text = _first(state.get("gate"))
     try:
-        gate = gating.parse_gate(
-            _first(state.get("gate")), name=_first(state.get("gate_name"))
-        )
+        gate = gating.parse_gate(gate_text, name=_first(state.get("gate_name")))
     except gating.GateError as err:
-        notes.append(f"gate in the link ignored ({err}); showing the default gate")
         gate = gating.default_gate()
+        fall("gate", gate_text, f"the published gate ({gate.phenotype})",
+             f"could not be read ({err})")  # fmt: skip
     if not gate.markers:
         gate = gating.default_gate()
+    accept_text = _first(state.get("accept_missing")).strip().lower()
+    accept = accept_text in _TRUE
+    if accept_text not in _TRUE | _FALSE:
+        fall("accept_missing", accept_text, "off", "is not on or off")
+    if genes is not None:
+        for missing in gating.missing_markers(gate, genes):
+            shown = (
+                f"the gate evaluated without {missing}"
+                if accept
+                else f"the gate with {missing} marked “not in data”, not evaluated "
+                "until you tick “Evaluate the gate without missing markers”"
+            )
+            fall("gate", missing, shown, "is a marker this dataset does not have")
+    metrics = available_metrics(samples)
+    metric_keys = [m.key for m in metrics]
     metric = _first(state.get("metric")) or DEFAULT_METRIC
-    metric_keys = [m.key for m in available_metrics(samples)]
     if metric not in metric_keys:
-        if metric != DEFAULT_METRIC or DEFAULT_METRIC not in metric_keys:
-            notes.append(f"NK metric {metric!r} is not available here")
+        asked = metric
         metric = (
             DEFAULT_METRIC
             if DEFAULT_METRIC in metric_keys
             else (metric_keys[0] if metric_keys else "")
         )
+        if asked != DEFAULT_METRIC or not metric_keys:
+            shown = _metric_label(metric, metrics) if metric else "no NK metric"
+            fall("metric", asked, shown,
+                 "is not an NK metric available for these samples")  # fmt: skip
     definition = _first(state.get("definition"))
     defs = available_definitions(samples) if not samples.empty else []
     if definition not in DEFINITIONS or (defs and definition not in defs):
-        if definition:
-            notes.append(f"response definition {definition!r} is not available here")
+        asked = definition
         definition = default_definition(samples) if not samples.empty else "objective"
+        if asked:
+            reason = "is not a response definition available for these patients"
+            fall("definition", asked, DEFINITIONS[definition].label, reason)
     return PageState(
         color=color,
         gene=gene,
         gate=gate,
-        accept_missing=_truthy(state.get("accept_missing")),
+        accept_missing=accept,
         metric=metric,
         definition=definition,
-        notes=tuple(notes),
+        highlight=_first(state.get("highlight")).strip(),
+        fallbacks=tuple(fallbacks),
+    )
+
+
+def check_highlight(
+    page: PageState, patients: pd.DataFrame
+) -> tuple[str, Fallback | None]:
+    """The highlighted patient key if it is among ``patients`` (column ``key``),
+    otherwise ``""`` and the fallback saying so."""
+    if not page.highlight:
+        return "", None
+    if page.highlight in set(patients["key"]):
+        return page.highlight, None
+    return "", Fallback(
+        "highlight",
+        KEY_LABELS["highlight"],
+        page.highlight,
+        "no highlighted patient",
+        "is not among the patients with CD8 cells in this view",
     )
 
 

@@ -57,6 +57,8 @@ from components.cd8_ui import (
     HIGHLIGHT,
     HIST,
     HOVER,
+    LINK,
+    LINK_NOTICE,
     METRIC,
     MISSING,
     NK,
@@ -81,7 +83,12 @@ from components.cd8_ui import (
     page_content,
     state_dict,
 )
-from components.common import data_error_alert, empty_state
+from components.common import (
+    LinkFallback,
+    data_error_alert,
+    empty_state,
+    link_notice,
+)
 from config import get_settings
 from data.cells import cell_store
 from data.errors import DataError
@@ -110,21 +117,16 @@ def _genes_of(filter_data) -> list[str]:
 
 
 def layout(**query) -> html.Div:
-    """Page layout; controls start from the URL query (odd values fall back)."""
+    """Page layout; controls start from the URL query. What the link asked for is
+    kept in a Store until the data are known: the controls callback then sets each
+    control, and names every value it could not honour in a notice."""
     raw = {key: first_value(query.get(key)) for key in cd8.PageState().to_dict()}
+    link = {key: raw[key] for key in raw if key in query}
     color = raw["color"] if raw["color"] in cd8.COLOR_CHOICES else cd8.DEFAULT_COLOR
-    link_note = None
     try:
         gate = gating.parse_gate(raw["gate"], name=raw["gate_name"])
-    except gating.GateError as err:
-        gate = gating.default_gate()
-        link_note = dbc.Alert(
-            f"The gate in the link could not be read ({err}); showing the default "
-            "Song et al. gate instead.",
-            color="warning",
-            dismissable=True,
-            className="small py-2",
-        )
+    except gating.GateError:
+        gate = gating.default_gate()  # the controls callback says so
     accept = raw["accept_missing"].lower() in {"1", "true", "yes", "on"}
     definition = raw["definition"] if raw["definition"] in DEFINITIONS else None
     content = page_content(
@@ -143,18 +145,20 @@ def layout(**query) -> html.Div:
         accept,
         raw["metric"],
         definition,
+        raw["highlight"],
     )
     return html.Div(
         [
             dcc.Store(id=STATE, data=initial_state),
+            dcc.Store(id=LINK, data=link),
             dcc.Store(id=URL_SYNC),
             dcc.Store(id=GATE_SPEC, data=gating.gate_to_string(gate)),
             dcc.Store(id=GATE, data=gating.gate_to_string(gate)),
-            dcc.Store(id=HIGHLIGHT),
+            dcc.Store(id=HIGHLIGHT, data=raw["highlight"] or None),
             dcc.Store(id=DRAWN),
             html.H2("CD8 differentiation states", className="h4"),
             html.Div(id=NOTE, className="text-muted small mb-3"),
-            link_note,
+            html.Div(id=LINK_NOTICE),
             html.Div(id=ERROR),
             html.Div(id=EMPTY, hidden=True),
             content,
@@ -173,74 +177,101 @@ def layout(**query) -> html.Div:
     Output(EMPTY, "children"),
     Output(EMPTY, "hidden"),
     Output(CONTENT, "style"),
+    Output(LINK_NOTICE, "children"),
+    Output(LINK, "data"),
+    Output(HIGHLIGHT, "data"),
     Input(ids.FILTER_STORE, "data"),
+    State(LINK, "data"),
     State(METRIC, "value"),
     State(DEFINITION, "value"),
+    State(HIGHLIGHT, "data"),
 )
-def update_controls(filter_data, metric, definition):
-    """Metric and response choices of the dataset; empty and error states."""
+def update_controls(filter_data, link, metric, definition, highlight):
+    """Metric and response choices of the dataset, set to what the link asked for
+    on first load (a notice names each value not honoured); empty and error states.
+
+    The link's values come from the ``LINK`` Store, not from the dropdowns: Dash 4's
+    ``dcc.Dropdown`` drops a ``value`` absent from its ``options`` when it mounts, and
+    the options are only known here, so the dropdowns hand back ``None``.
+    """
     if filter_data is None:
         raise PreventUpdate
     no = dash.no_update
     try:
         view = _view(filter_data)
     except DataError as err:
-        return (
-            [],
-            no,
-            [],
-            no,
-            "",
-            data_error_alert(err),
-            no,
-            True,
-            {"display": "none"},
-            no,
-        )
+        hidden = {"display": "none"}
+        return [], no, [], no, "", data_error_alert(err), no, True, hidden, None, no, no
     samples = view.samples
     store = cell_store(view.bundle)
     note = f"{view.bundle.meta.label} · {view.filter.describe()}"
     if store is not None:
         note += f" · {store.n_cells:,} CD8 cells in the dataset"
+    from_link = link is not None
+    asked = (
+        dict(link)
+        if from_link
+        else {"metric": metric, "definition": definition, "highlight": highlight}
+    )
+    page = cd8.parse_state(
+        asked, samples=samples, genes=store.var_names if store is not None else None
+    )
     metrics = [{"label": m.label, "value": m.key} for m in available_metrics(samples)]
-    keys = [m["value"] for m in metrics]
-    if metric not in keys:
-        metric = (
-            cd8.DEFAULT_METRIC
-            if cd8.DEFAULT_METRIC in keys
-            else (keys[0] if keys else None)
-        )
     defs = available_definitions(samples) if not samples.empty else []
     def_options = [{"label": DEFINITIONS[k].label, "value": k} for k in defs]
-    if definition not in defs:
-        definition = defs[0] if defs else None
-    page = cd8.parse_state({}, samples=samples)
+    fallbacks = list(page.fallbacks)
     message = ""
+    data = None
     if store is None or store.umap is None:
         message = empty_state(
             "This dataset has no CD8 single-cell data with a UMAP.",
             "Choose a dataset with cd8_cells.h5ad, or run `python cli.py prepare` on "
             "your h5ad to compute one.",
         )
-    elif cd8.cached_cell_data(view, page) is None:
-        message = empty_state(
-            "No CD8 cells in the filtered samples.",
-            "Single-cell data exist for some samples only (pre-treatment in the "
-            "demo); remove a filter in the sidebar.",
+    else:
+        data = cd8.cached_cell_data(view, page)
+        if data is None:
+            message = empty_state(
+                "No CD8 cells in the filtered samples.",
+                "Single-cell data exist for some samples only (pre-treatment in the "
+                "demo); remove a filter in the sidebar.",
+            )
+    shown_highlight = ""
+    if data is not None:
+        shown_highlight, missing = cd8.check_highlight(page, data.patients)
+        fallbacks += [missing] if missing else []
+    elif page.highlight:
+        fallbacks.append(
+            cd8.Fallback(
+                "highlight",
+                cd8.KEY_LABELS["highlight"],
+                page.highlight,
+                "no highlighted patient",
+                "has no CD8 cells in this view",
+            )
         )
-    if message:
-        return (
-            metrics,
-            metric,
-            def_options,
-            definition,
-            note,
-            None,
-            message,
-            False,
-            {"display": "none"},
-        )
-    return metrics, metric, def_options, definition, note, None, None, True, {}
+    notice = (
+        link_notice([LinkFallback(*f) for f in fallbacks], id=f"{PREFIX}-link-alert")
+        if from_link
+        else no
+    )
+    highlight_out = shown_highlight or None
+    if highlight_out == highlight:
+        highlight_out = no  # unchanged: do not redraw the UMAP for nothing
+    return (
+        metrics,
+        page.metric or None,
+        def_options,
+        page.definition if defs else None,
+        note,
+        None,
+        message or None,
+        not message,
+        {"display": "none"} if message else {},
+        notice,
+        None,
+        highlight_out,
+    )
 
 
 @callback(
@@ -348,10 +379,15 @@ def gate_from_rows(thresholds, signs, row_ids):
     Input(ACCEPT, "value"),
     Input(METRIC, "value"),
     Input(DEFINITION, "value"),
+    Input(HIGHLIGHT, "data"),
 )
-def collect_state(color, gene, gate_text, gate_name, accept, metric, definition):
+def collect_state(
+    color, gene, gate_text, gate_name, accept, metric, definition, highlight
+):
     """The page state (URL keys) for the Store, the URL and exports."""
-    return state_dict(color, gene, gate_text, gate_name, accept, metric, definition)
+    return state_dict(
+        color, gene, gate_text, gate_name, accept, metric, definition, highlight
+    )
 
 
 clientside_callback(
@@ -458,7 +494,7 @@ def update_umap(
 
 
 @callback(
-    Output(HIGHLIGHT, "data"),
+    Output(HIGHLIGHT, "data", allow_duplicate=True),
     Input(NK, "clickData"),
     Input(CLEAR_HIGHLIGHT, "n_clicks"),
     prevent_initial_call=True,

@@ -7,6 +7,7 @@ import gzip
 import json
 from contextvars import copy_context
 
+import dash
 import numpy as np
 import pandas as pd
 import pytest
@@ -217,6 +218,41 @@ def test_box_selection_counts_all_cells_inside(demo_bundle, demo_reference):
     assert out[0].children.startswith(f"Selection: {n:,} cells from 48 patients")
     n_in = int(demo_reference["song"].sum())
     assert out[2].children.startswith(f"In gate: {n_in:,} of {n:,}")
+
+
+def test_controls_take_the_links_values_not_the_dropdowns(demo_bundle):
+    """Dash 4's Dropdown hands back None for a value it had no option for; the
+    link's metric and definition come from the link Store instead."""
+    from pages import cd8_states as page
+
+    link = {
+        "metric": "nk_over_nk_cd8",
+        "definition": "benefit",
+        "highlight": "SYN-A|P012",
+    }
+    out = page.update_controls(_store(), link, None, None, "SYN-A|P012")
+    assert out[1] == "nk_over_nk_cd8" and out[3] == "benefit"
+    assert out[9] is None  # nothing to report
+    assert out[10] is None  # the link is used once; later runs keep the controls
+    # a later filter change keeps what the controls show
+    out = page.update_controls(_store(), None, "log2_nk_cd8", "recist", None)
+    assert out[1] == "log2_nk_cd8" and out[3] == "recist"
+    # a patient outside the filtered view is named, and the highlight is cleared
+    link = {"highlight": "SYN-A|P012"}
+    out = page.update_controls(_store(tumor_type=["RCC"]), link, None, None, None)
+    notice = json.dumps(out[9].to_plotly_json(), default=str)
+    assert "Highlighted patient" in notice and "SYN-A|P012" in notice
+    assert out[11] is dash.no_update or out[11] is None
+
+
+def test_clicked_patient_goes_into_the_page_state(demo_bundle):
+    from pages import cd8_states as page
+
+    state = page.collect_state("state", "GZMB", "", "", False, "", "", "SYN-A|P012")
+    assert state["highlight"] == "SYN-A|P012"
+    assert (
+        page.collect_state("state", "", "", "", False, "", "", None)["highlight"] == ""
+    )
 
 
 def test_layout_survives_odd_query(demo_bundle):
