@@ -30,6 +30,8 @@ from data.schema import PROTEIN_NAMES, SONG_GATE
 #: Default threshold for every marker (log-normalized expression; see module doc).
 DEFAULT_THRESHOLD = 0.0
 DEFAULT_GATE_NAME = "Song et al. CD8 state"
+#: Name of a gate that differs from the published one and was not named by the user.
+CUSTOM_GATE_NAME = "custom (modified from Song et al.)"
 SIGNS = ("+", "-")
 #: Separators of the URL form: characters that need no escaping in a query string
 #: and do not occur in gene symbols.
@@ -102,10 +104,22 @@ class Marker:
 
 @dataclass(frozen=True)
 class Gate:
-    """An ordered set of markers with a name."""
+    """An ordered set of markers, and the name the user gave it (``""``: none).
+
+    Show :attr:`display_name`, never ``name``: a gate that differs from the published
+    one must not carry the published name (see :func:`gate_display_name`).
+    """
 
     markers: tuple[Marker, ...]
-    name: str = DEFAULT_GATE_NAME
+    name: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "name", user_gate_name(self.name))
+
+    @property
+    def display_name(self) -> str:
+        """The name every figure, caption and export shows."""
+        return gate_display_name(self)
 
     @property
     def genes(self) -> list[str]:
@@ -139,9 +153,39 @@ def default_gate() -> Gate:
     return Gate(
         markers=tuple(
             Marker(gene, sign, DEFAULT_THRESHOLD) for gene, _, sign in SONG_GATE
-        ),
-        name=DEFAULT_GATE_NAME,
+        )
     )
+
+
+def user_gate_name(name: str | None) -> str:
+    """The name a user gave a gate, ``""`` when none (at most 80 characters).
+
+    The two names the app gives itself (the published and the custom one) are not a
+    user's name: a link written before this rule carried ``gate_name=Song et al. CD8
+    state`` for every gate, modified or not.
+    """
+    text = " ".join((name or "").split())[:80]
+    return "" if text in (DEFAULT_GATE_NAME, CUSTOM_GATE_NAME) else text
+
+
+def is_published_gate(gate: Gate) -> bool:
+    """True when ``gate`` has exactly the published markers, signs and thresholds
+    (in any order: a cell passes every marker, so the order does not matter)."""
+    published = {(m.gene, m.sign, float(m.threshold)) for m in default_gate().markers}
+    mine = [(m.gene, m.sign, float(m.threshold)) for m in gate.markers]
+    return len(mine) == len(published) and set(mine) == published
+
+
+def gate_display_name(gate: Gate) -> str:
+    """The name shown for ``gate`` in every figure, caption and export.
+
+    The user's own name when they typed one; otherwise the published name
+    (:data:`DEFAULT_GATE_NAME`) only while the gate is the published one, and
+    :data:`CUSTOM_GATE_NAME` as soon as a marker, sign or threshold differs.
+    """
+    if gate.name:
+        return gate.name
+    return DEFAULT_GATE_NAME if is_published_gate(gate) else CUSTOM_GATE_NAME
 
 
 def gate_to_string(gate: Gate) -> str:
@@ -159,7 +203,7 @@ def parse_gate(text: str | None, *, name: str | None = None) -> Gate:
     GateError
         A marker is malformed, repeated, or there are more than ``MAX_MARKERS``.
     """
-    gate_name = (name or "").strip()[:80] or DEFAULT_GATE_NAME
+    gate_name = user_gate_name(name)
     if text is None or not str(text).strip():
         return replace(default_gate(), name=gate_name)
     markers: list[Marker] = []

@@ -123,9 +123,7 @@ def gate_from_controls(thresholds, signs, row_ids, name) -> gating.Gate:
         markers.append(
             gating.Marker(row["gene"], sign if sign in "+-" else "+", threshold)
         )
-    return gating.Gate(
-        tuple(markers), name=(name or "").strip() or gating.DEFAULT_GATE_NAME
-    )
+    return gating.Gate(tuple(markers), name=name or "")
 
 
 def gate_rows(gate: gating.Gate, genes: set[str]) -> list:
@@ -232,10 +230,14 @@ def page_content(*, color, gene, metric, definition, gate_name, accept) -> html.
             dbc.CardHeader(html.Span("Phenotype gate", className="fw-semibold")),
             dbc.CardBody(
                 [
-                    dbc.Label("Gate name", className="small text-muted mb-0"),
+                    dbc.Label(
+                        "Gate name (empty: named for you)",
+                        className="small text-muted mb-0",
+                    ),
                     dbc.Input(
                         id=GATE_NAME,
                         value=gate_name,
+                        placeholder=gating.DEFAULT_GATE_NAME,
                         debounce=True,
                         size="sm",
                         maxLength=80,

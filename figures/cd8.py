@@ -131,7 +131,7 @@ def _provenance(view, page: PageState, result: gating.GateResult | None) -> dict
     out.update(
         {
             "gate": gating.gate_to_string(page.gate),
-            "gate_name": page.gate.name,
+            "gate_name": page.gate.display_name,
             "gate_phenotype": page.gate.phenotype,
             "nk_metric": page.metric,
             "response_definition": page.definition,

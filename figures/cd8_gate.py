@@ -142,8 +142,8 @@ def marker_histograms(
         f"Gate markers in {data.n_cells:,} filtered CD8 cells (blue = passes; "
         "dashed = threshold)"
     )
-    if title_note:
-        title += f"<br><sup>{title_note}</sup>"
+    sub = page.gate.display_name + (f"; {title_note}" if title_note else "")
+    title += f"<br><sup>{sub}</sup>"
     layout.update(
         shapes=shapes,
         annotations=annotations,
@@ -165,7 +165,7 @@ def _p_text(p: float) -> str:
 
 def gate_title_suffix(page: PageState, result: gating.GateResult) -> str:
     """``Song et al. CD8 state (CD69+ ...); gate evaluated without BCL2``."""
-    text = f"{page.gate.name} ({' '.join(m.rule for m in result.evaluated)})"
+    text = f"{page.gate.display_name} ({' '.join(m.rule for m in result.evaluated)})"
     if result.note:
         text += f"; {result.note}"
     return text
@@ -225,6 +225,7 @@ def gate_fraction_box(
         f"One point per patient ({n_text}); {test} on per-patient fractions, "
         f"{_p_text(p)}."
         + (f" {excluded} patient(s) without a response excluded." if excluded else "")
+        + f" Gate: {gate_title_suffix(page, result)}."
     )
     provenance = {"test": test, "p_value": p, "n_per_group": dict(
         zip(groups, [len(v) for v in samples], strict=True))}  # fmt: skip
@@ -290,7 +291,8 @@ def gate_vs_nk(
     caption = (
         f"One point per patient (n={len(ok)}); Spearman rank correlation of the gate "
         f"fraction with {metric_label} (pre-treatment samples): rho = {rho:.2f}, "
-        f"{_p_text(p)}. Click a patient to highlight its cells on the UMAP."
+        f"{_p_text(p)}. Gate: {gate_title_suffix(page, result)}. Click a patient to "
+        "highlight its cells on the UMAP."
     )
     return fig, caption, {"test": "Spearman", "rho": float(rho), "p_value": float(p),
                           "n": len(ok)}  # fmt: skip

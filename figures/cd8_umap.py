@@ -219,9 +219,9 @@ def colouring(
             member,
             ["not in gate", "in gate"],
             [GATE_OUT_COLOR, GATE_IN_COLOR],
-            f"{page.gate.name}: {page.gate.phenotype}",
+            f"{page.gate.display_name}: {page.gate.phenotype}",
         )
-        what = f"gate membership ({page.gate.name}: {page.gate.phenotype})"
+        what = f"gate membership ({page.gate.display_name}: {page.gate.phenotype})"
         return replace(colouring_, what=what)
     patients = data.patients
     if page.color == "patient":

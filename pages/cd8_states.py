@@ -390,6 +390,18 @@ def collect_state(
     )
 
 
+@callback(
+    Output(GATE_NAME, "placeholder"),
+    Input(GATE, "data"),
+)
+def gate_name_placeholder(gate_text):
+    """The automatic name: published only while the gate is the published one."""
+    try:
+        return gating.parse_gate(gate_text).display_name
+    except gating.GateError:
+        return gating.DEFAULT_GATE_NAME
+
+
 clientside_callback(
     ClientsideFunction(namespace="icb", function_name="setQuery"),
     Output(URL_SYNC, "data"),

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from analysis import gating
 from analysis.gating import (
     DEFAULT_THRESHOLD,
     Gate,
@@ -234,3 +235,32 @@ def test_sensitivity_counts_at_thresholds_equal_to_values():
         frac = pd.Series(member[codes >= 0]).groupby(codes[codes >= 0]).mean()
         ref = stats.mannwhitneyu(frac[:5], frac[5:])
         assert row.p == pytest.approx(ref.pvalue)
+
+
+# ------------------------------------------------------------ naming (issue 12, 6)
+def test_only_the_published_gate_carries_the_published_name():
+    published = gating.default_gate()
+    assert gating.gate_display_name(published) == "Song et al. CD8 state"
+    # the order of markers does not change which cells pass
+    reordered = gating.Gate(tuple(reversed(published.markers)))
+    assert reordered.display_name == "Song et al. CD8 state"
+    cd69 = published.marker("CD69")
+    modified = [
+        published.with_marker(gating.Marker("CD69", "+", 0.5)),  # threshold
+        published.with_marker(gating.Marker("CD69", "-", cd69.threshold)),  # sign
+        published.without("BCL2"),  # a marker removed
+        published.with_marker(gating.Marker("TOX")),  # a marker added
+    ]
+    for gate in modified:
+        assert gate.display_name == "custom (modified from Song et al.)"
+        assert gating.gate_display_name(gate) == gating.CUSTOM_GATE_NAME
+
+
+def test_a_users_own_name_wins_but_cannot_claim_the_published_name():
+    gate = gating.parse_gate("CD69.gt.1", name="  my   CD69-high gate ")
+    assert gate.display_name == "my CD69-high gate"
+    # old links carried gate_name=Song et al. CD8 state whatever the gate
+    old_link = gating.parse_gate("CD69.gt.1", name="Song et al. CD8 state")
+    assert old_link.name == ""
+    assert old_link.display_name == "custom (modified from Song et al.)"
+    assert gating.parse_gate("", name="").display_name == "Song et al. CD8 state"

@@ -623,3 +623,36 @@ def test_umap_webgl_points_are_drawn_in_browser(dash_duo, demo_bundle):
     until(lambda: "coloured by" in _layout_text(dash_duo, "cd8-states-umap"), 40)
     text = dash_duo.find_element("#cd8-states-umap").text
     assert "WebGL is not supported" not in text
+
+
+def test_a_modified_gate_is_never_called_the_published_one(demo_bundle):
+    """Every figure title, caption and export provenance of the page names a
+    modified gate "custom (modified from Song et al.)" (issue 12, item 6)."""
+    from config import get_settings
+    from data.view import cohort_view
+    from figures.reports import build_panels
+
+    settings = get_settings()
+    view = cohort_view(_store(), data_dir=settings.data_dir, default_dataset="demo")
+    modified = "CD69.gt.0.5~BCL2.gt.0~EOMES.gt.0~GZMB.gt.0~HAVCR2.le.0~TNFRSF18.le.0"
+    for gate_name, shown in (
+        ("", "custom (modified from Song et al.)"),
+        ("Song et al. CD8 state", "custom (modified from Song et al.)"),
+        ("CD69-high", "CD69-high"),
+    ):
+        state = {"color": "gate", "gate": modified, "gate_name": gate_name}
+        panels = build_panels("cd8-states", view, state)
+        for panel in panels:
+            text = json.dumps(
+                [panel.figure.to_dict()["layout"], panel.caption, panel.provenance],
+                default=str,
+            )
+            assert "Song et al. CD8 state" not in text, panel.key
+            assert panel.provenance["gate_name"] == shown
+            if panel.key in {"umap", "markers", "gate-box", "gate-nk", "sensitivity"}:
+                assert shown in panel.figure.layout.title.text, panel.key
+            if panel.key in {"gate-box", "gate-nk"}:
+                assert shown in panel.caption
+    # the published gate keeps its name
+    panels = build_panels("cd8-states", view, {"color": "gate"})
+    assert all(p.provenance["gate_name"] == "Song et al. CD8 state" for p in panels)
