@@ -252,16 +252,29 @@ class GateResult:
         Gate genes absent from the data (skipped because the user accepted it).
     per_marker
         Fraction of cells passing each evaluated marker on its own.
+    ranges
+        Observed (min, max) expression of each evaluated marker in these cells.
     """
 
     in_gate: np.ndarray
     evaluated: tuple[Marker, ...]
     missing: tuple[str, ...] = ()
     per_marker: dict[str, float] = field(default_factory=dict)
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def n_in(self) -> int:
         return int(self.in_gate.sum())
+
+    @property
+    def empty(self) -> bool:
+        """No cell passes the gate: there is nothing to compare."""
+        return self.n_in == 0
+
+    @property
+    def warnings(self) -> list[str]:
+        """:func:`threshold_warnings` of this result."""
+        return threshold_warnings(self.evaluated, self.ranges)
 
     @property
     def note(self) -> str:
@@ -324,15 +337,57 @@ def evaluate_gate(
     get = _getter(expression)
     size = n_cells if cells is None else len(np.arange(n_cells)[cells])
     in_gate = np.ones(size, dtype=bool)
-    per_marker = {}
+    per_marker, ranges = {}, {}
     for marker in evaluated:
         values = get(marker.gene)
         if cells is not None:
             values = values[cells]
         passes = marker.passes(values)
         per_marker[marker.gene] = float(passes.mean()) if size else float("nan")
+        if size:
+            ranges[marker.gene] = (float(np.min(values)), float(np.max(values)))
         in_gate &= passes
-    return GateResult(in_gate, evaluated, tuple(missing), per_marker)
+    return GateResult(in_gate, evaluated, tuple(missing), per_marker, ranges)
+
+
+def threshold_warnings(
+    markers: Sequence[Marker], ranges: Mapping[str, tuple[float, float]]
+) -> list[str]:
+    """A warning for each threshold outside the observed expression range.
+
+    Such a threshold does not split the cells: the marker passes every cell or none.
+
+    Parameters
+    ----------
+    markers
+        The evaluated markers.
+    ranges
+        Gene -> (min, max) expression in the cells the gate was evaluated on.
+
+    Returns
+    -------
+    list of str
+        E.g. "CD69 threshold 99 is outside the observed CD69 range in the filtered
+        cells (0.00 to 4.20): no cell passes CD69+".
+    """
+    out = []
+    for marker in markers:
+        if marker.gene not in ranges:
+            continue
+        low, high = ranges[marker.gene]
+        threshold = marker.threshold
+        if low <= threshold <= high:
+            continue
+        above = threshold > high
+        # '+' passes above the threshold, '-' at or below it
+        none_pass = above if marker.sign == "+" else not above
+        out.append(
+            f"{marker.gene} threshold {threshold:g} is outside the observed "
+            f"{marker.gene} range in the filtered cells ({low:.2f} to {high:.2f}): "
+            f"{'no cell passes' if none_pass else 'every cell passes'} "
+            f"{marker.gene}{marker.sign}"
+        )
+    return out
 
 
 def patient_fractions(
@@ -461,6 +516,8 @@ def sensitivity(
     DataFrame
         ``gene``, ``sign``, ``threshold``, ``current`` (the gate's own threshold),
         ``cells_in_gate``, ``median_fraction``, ``auc``, ``p``, ``n_pos``, ``n_neg``.
+        ``auc`` and ``p`` are NaN where every compared patient has the same gate
+        fraction (e.g. no cell in the gate): there is nothing to test.
     """
     from scipy import stats
 
@@ -527,6 +584,12 @@ def sensitivity(
                 stat = np.array([t.statistic for t in tests])
                 ps = np.array([t.pvalue for t in tests])
             aucs = stat / (pos.shape[1] * neg.shape[1])
+            # every compared patient has the same fraction: there is nothing to rank
+            # (scipy would answer AUC 0.5, p = 1); no test, as on the page's box plot
+            both = np.concatenate([pos, neg], axis=1)
+            constant = np.all(both == both[:, :1], axis=1)
+            aucs = np.where(constant, np.nan, aucs)
+            ps = np.where(constant, np.nan, ps)
         else:
             aucs = ps = np.full(len(grid), np.nan)
         for i, threshold in enumerate(grid):

@@ -142,6 +142,9 @@ def _provenance(view, page: PageState, result: gating.GateResult | None) -> dict
         out["gate_missing_markers"] = list(result.missing)
         if result.note:
             out["gate_note"] = result.note
+        out["gate_cells_passing"] = result.n_in
+        if result.warnings:
+            out["gate_warnings"] = result.warnings
     return out
 
 
@@ -237,7 +240,7 @@ def cd8_panels(view, state: dict, *, max_points: int | None = None) -> list[Pane
                 "Gate sensitivity",
                 sensitivity_figure(sens, page, result, note),
                 sens,
-                sensitivity_caption(sens, note),
+                sensitivity_caption(sens, note, gate_title_suffix(page, result)),
                 provenance,
             )
         )

@@ -157,6 +157,10 @@ def marker_histograms(
 
 
 # ----------------------------------------------------------------- per-patient views
+#: How the figures name what is compared (direction sentences use it).
+FRACTION = "the gate fraction"
+
+
 def _p_text(p: float) -> str:
     if not np.isfinite(p):
         return "p = n/a"
@@ -165,19 +169,52 @@ def _p_text(p: float) -> str:
 
 def gate_title_suffix(page: PageState, result: gating.GateResult) -> str:
     """``Song et al. CD8 state (CD69+ ...); gate evaluated without BCL2``."""
-    text = f"{page.gate.display_name} ({' '.join(m.rule for m in result.evaluated)})"
+    text = f"{page.gate.display_name} ({', '.join(m.rule for m in result.evaluated)})"
     if result.note:
         text += f"; {result.note}"
     return text
+
+
+def empty_gate_message(result: gating.GateResult) -> str:
+    """Why no statistic is drawn for a gate no cell passes (with range warnings)."""
+    text = "0 cells pass the gate: no statistics"
+    if result.warnings:
+        text += " (" + "; ".join(result.warnings) + ")"
+    return text
+
+
+def _same_value(values: np.ndarray) -> bool:
+    values = np.asarray(values, dtype=float)
+    return values.size > 0 and bool(np.all(values == values[0]))
+
+
+def correlation_sentence(rho: float, *, x: str, y: str) -> str:
+    """``patients with more NK have a lower gate fraction (rho = -0.31)``."""
+    if not np.isfinite(rho):
+        return f"direction of {y} with {x} not estimable"
+    if rho == 0:
+        return f"{y} does not rise or fall with {x} (rho = 0.00)"
+    word = "higher" if rho > 0 else "lower"
+    return f"patients with more {x} have a {word} {y} (rho = {rho:.2f})"
 
 
 def gate_fraction_box(
     table: pd.DataFrame, data: CellData, page: PageState, result: gating.GateResult
 ) -> tuple[go.Figure, str, dict]:
     """Per-patient gate fraction by response group: box + points, Mann-Whitney U
-    (two groups) or Kruskal-Wallis (more), n patients per group."""
+    (two groups, with the rank-biserial r and its direction in words) or
+    Kruskal-Wallis (more), n patients per group.
+
+    No statistic when no cell passes the gate, or when every patient has the same
+    gate fraction (there is nothing to rank); the figure says why.
+    """
     from scipy import stats
 
+    from analysis.stats import direction_sentence
+
+    if result.empty:
+        message = empty_gate_message(result)
+        return empty_figure(message), message + ".", {"test": "none", "reason": message}
     definition = data.definition
     ok = table[table["group"].notna() & np.isfinite(table["gate_fraction"])]
     groups = [g for g in definition.groups if (ok["group"] == g).any()]
@@ -188,14 +225,29 @@ def gate_fraction_box(
             {},
         )
     samples = [ok.loc[ok["group"] == g, "gate_fraction"].to_numpy() for g in groups]
-    if len(groups) == 2:
+    r, direction = float("nan"), ""
+    if len(groups) < 2:
+        test, p = "no test (one group)", float("nan")
+    elif _same_value(np.concatenate(samples)):
+        value = float(samples[0][0])
+        test = f"no test: every patient has the same gate fraction ({value:.1%})"
+        p = float("nan")
+    elif len(groups) == 2:
         test = "two-sided Mann-Whitney U"
-        p = float(stats.mannwhitneyu(*samples, alternative="two-sided").pvalue)
-    elif len(groups) > 2:
+        mwu = stats.mannwhitneyu(*samples, alternative="two-sided")
+        p = float(mwu.pvalue)
+        # r = 1 - 2U/(n1 n2), U of the first group (responders): r > 0 = lower there
+        r = 1 - 2 * float(mwu.statistic) / (len(samples[0]) * len(samples[1]))
+        direction = direction_sentence(
+            r,
+            quantity=FRACTION,
+            responders=groups[0].lower() + "s",
+            non_responders=groups[1].lower() + "s",
+        )
+        direction = direction[0].upper() + direction[1:]
+    else:
         test = "Kruskal-Wallis"
         p = float(stats.kruskal(*samples).pvalue)
-    else:
-        test, p = "no test (one group)", float("nan")
     fig = go.Figure()
     for group, values in zip(groups, samples, strict=True):
         part = ok[ok["group"] == group]
@@ -213,32 +265,54 @@ def gate_fraction_box(
             "(%{customdata[1]} of %{customdata[2]} cells)<extra></extra>",
         )
     excluded = int(table["group"].isna().sum())
+    headline = test if test.startswith("no test") else f"{test}, {_p_text(p)}"
+    sub = gate_title_suffix(page, result)
+    if direction:
+        sub = f"{direction}<br>{sub}"
     fig.update_layout(
-        title=f"Gate fraction by response: {test}, {_p_text(p)}"
-        f"<br><sup>{gate_title_suffix(page, result)}</sup>",
+        title=f"Gate fraction by response: {headline}<br><sup>{sub}</sup>",
         yaxis_title="% of patient's CD8 cells in gate",
         xaxis_title=definition.label,
         showlegend=False,
+        margin={"t": 110},
     )
     n_text = ", ".join(f"{g} n={len(v)}" for g, v in zip(groups, samples, strict=True))
     caption = (
-        f"One point per patient ({n_text}); {test} on per-patient fractions, "
-        f"{_p_text(p)}."
+        f"One point per patient ({n_text}); "
+        + (
+            f"{test}."
+            if test.startswith("no test")
+            else f"{test} on per-patient fractions, {_p_text(p)}."
+        )
+        + (f" {direction}." if direction else "")
         + (f" {excluded} patient(s) without a response excluded." if excluded else "")
         + f" Gate: {gate_title_suffix(page, result)}."
     )
-    provenance = {"test": test, "p_value": p, "n_per_group": dict(
-        zip(groups, [len(v) for v in samples], strict=True))}  # fmt: skip
+    provenance = {
+        "test": test,
+        "p_value": p,
+        "rank_biserial_r": r,
+        "direction": direction,
+        "n_per_group": dict(zip(groups, [len(v) for v in samples], strict=True)),
+    }
     return fig, caption, provenance
 
 
 def gate_vs_nk(
     table: pd.DataFrame, data: CellData, page: PageState, result: gating.GateResult
 ) -> tuple[go.Figure, str, dict]:
-    """Per-patient gate fraction vs NK metric, coloured by response, Spearman rho."""
+    """Per-patient gate fraction vs NK metric, coloured by response, Spearman rho
+    with its direction in words.
+
+    No statistic when no cell passes the gate, or when every patient has the same
+    gate fraction or NK value (a rank correlation is undefined); the figure says why.
+    """
     from scipy import stats
 
     metric_label = data.metric.label if data.metric else "NK metric"
+    if result.empty:
+        message = empty_gate_message(result)
+        return empty_figure(message), message + ".", {"test": "none", "reason": message}
     ok = table[np.isfinite(table["gate_fraction"]) & table["nk"].notna()]
     if len(ok) < 3:
         return (
@@ -248,7 +322,19 @@ def gate_vs_nk(
             "",
             {},
         )
-    rho, p = stats.spearmanr(ok["nk"], ok["gate_fraction"])
+    rho, p, direction = float("nan"), float("nan"), ""
+    if _same_value(ok["gate_fraction"]):
+        value = float(ok["gate_fraction"].iloc[0])
+        headline = f"no test: every patient has the same gate fraction ({value:.1%})"
+    elif _same_value(ok["nk"]):
+        headline = "no test: every patient has the same NK value"
+    else:
+        rho, p = (float(v) for v in stats.spearmanr(ok["nk"], ok["gate_fraction"]))
+        headline = f"Spearman rho = {rho:.2f}, {_p_text(p)}"
+        direction = correlation_sentence(
+            rho, x=f"NK ({metric_label})", y="gate fraction"
+        )
+        direction = direction[0].upper() + direction[1:]
     fig = go.Figure()
     groups = [*data.definition.groups, None]
     for group in groups:
@@ -270,9 +356,11 @@ def gate_vs_nk(
             hovertemplate="%{customdata[1]}<br>NK: %{x:.3g}<br>gate: %{y:.1f}% of "
             "%{customdata[2]} cells<br>click to highlight on the UMAP<extra></extra>",
         )
+    sub = gate_title_suffix(page, result)
+    if direction:
+        sub = f"{direction}<br>{sub}"
     fig.update_layout(
-        title=f"Gate fraction vs NK: Spearman rho = {rho:.2f}, {_p_text(p)}, "
-        f"n={len(ok)}<br><sup>{gate_title_suffix(page, result)}</sup>",
+        title=f"Gate fraction vs NK: {headline}, n={len(ok)}<br><sup>{sub}</sup>",
         xaxis_title=f"{metric_label} (pre-treatment)",
         xaxis_title_font_size=11,
         yaxis_title="% of patient's CD8 cells in gate",
@@ -287,22 +375,49 @@ def gate_vs_nk(
             "title": {"side": "top"},
         },
         clickmode="event",
+        margin={"t": 110},
+    )
+    statistic = (
+        f"{headline}."
+        if headline.startswith("no test")
+        else f"Spearman rank correlation of the gate fraction with {metric_label} "
+        f"(pre-treatment samples): rho = {rho:.2f}, {_p_text(p)}. {direction}."
     )
     caption = (
-        f"One point per patient (n={len(ok)}); Spearman rank correlation of the gate "
-        f"fraction with {metric_label} (pre-treatment samples): rho = {rho:.2f}, "
-        f"{_p_text(p)}. Gate: {gate_title_suffix(page, result)}. Click a patient to "
-        "highlight its cells on the UMAP."
+        f"One point per patient (n={len(ok)}); {statistic} "
+        f"Gate: {gate_title_suffix(page, result)}. Click a patient to highlight its "
+        "cells on the UMAP."
     )
-    return fig, caption, {"test": "Spearman", "rho": float(rho), "p_value": float(p),
-                          "n": len(ok)}  # fmt: skip
+    provenance = {"test": "Spearman", "rho": rho, "p_value": p, "n": len(ok),
+                  "direction": direction}  # fmt: skip
+    return fig, caption, provenance
+
+
+def _current_auc(table: pd.DataFrame) -> float:
+    current = table.loc[table["current"], "auc"]
+    return float(current.iloc[0]) if len(current) else float("nan")
+
+
+#: What the sensitivity AUC is, in words (``analysis.gating.response_association``).
+AUC_MEANING = (
+    "AUC = share of responder/non-responder pairs in which the responder has the "
+    "higher gate fraction: above 0.5, higher gate fractions go with response; "
+    "below 0.5, lower ones"
+)
 
 
 def sensitivity_figure(
     table: pd.DataFrame, page: PageState, result: gating.GateResult, note: str
 ) -> go.Figure:
     """AUC of the per-patient gate fraction (responders vs non-responders) as each
-    marker's threshold is swept, the others fixed."""
+    marker's threshold is swept, the others fixed.
+
+    The AUC is P(responder's fraction > non-responder's) + half the ties (higher
+    predicts response); thresholds where every patient has the same fraction have no
+    AUC and no point.
+    """
+    from analysis.stats import auc_sentence
+
     if table.empty:
         return empty_figure("No sensitivity to show")
     fig = go.Figure()
@@ -325,16 +440,28 @@ def sensitivity_figure(
             "%{customdata[2]} vs %{customdata[3]} patients<extra></extra>",
         )  # fmt: skip
     fig.add_hline(y=0.5, line={"color": "#888", "dash": "dot"})
+    for y, text in ((0.97, "responders higher ↑"), (0.03, "responders lower ↓")):
+        fig.add_annotation(
+            text=text, x=0, xref="paper", xanchor="left", y=y, yref="y",
+            showarrow=False, font={"size": 10, "color": "#666"},
+        )  # fmt: skip
     n_pos = int(table["n_pos"].max()) if len(table) else 0
     n_neg = int(table["n_neg"].max()) if len(table) else 0
+    current = auc_sentence(
+        _current_auc(table), quantity="gate fraction", lower_predicts=False
+    )
+    if result.empty:
+        current = "0 cells pass, no AUC"
     sub = gate_title_suffix(page, result) + (f"; {note}" if note else "")
     fig.update_layout(
         title="Does the association with response depend on one cut-off? "
-        f"(n={n_pos} vs {n_neg} patients)<br><sup>{sub}</sup>",
+        f"(n={n_pos} vs {n_neg} patients)<br><sup>Current gate (◆): {current}"
+        f"<br>{sub}</sup>",
         xaxis_title="threshold of the swept marker (log-norm. expression)",
-        yaxis_title="AUC, responders vs non-responders",
+        yaxis_title="AUC: P(responder's gate fraction higher)",
         yaxis_range=[0, 1],
         legend_title_text="swept marker (◆ = current)",
+        margin={"t": 120},
     )
     return fig
 
@@ -357,15 +484,31 @@ def sensitivity_table(data: CellData, page: PageState) -> tuple[pd.DataFrame, st
     return table, note
 
 
-def sensitivity_caption(table: pd.DataFrame, note: str) -> str:
-    """What the sensitivity curves show, with n."""
+def sensitivity_caption(table: pd.DataFrame, note: str, gate: str = "") -> str:
+    """What the sensitivity curves show, with n, what the AUC means and the gate."""
+    from analysis.stats import auc_sentence
+
     if table.empty:
         return ""
     n_pos, n_neg = int(table["n_pos"].max()), int(table["n_neg"].max())
+    untested = int(table["auc"].isna().sum())
+    current = auc_sentence(
+        _current_auc(table), quantity="gate fraction", lower_predicts=False
+    )
+    if not table.loc[table["current"], "cells_in_gate"].any():
+        current = "0 cells pass, no AUC"
     return (
         "Each curve sweeps one marker's threshold from its minimum to its 99th "
         "percentile with the other markers fixed; y is the AUC of the per-patient gate "
-        f"fraction, responders (n={n_pos}) vs non-responders (n={n_neg}) (0.5 = no "
-        "association; two-sided Mann-Whitney p in the hover)."
+        f"fraction, responders (n={n_pos}) vs non-responders (n={n_neg}). "
+        f"{AUC_MEANING} (0.5 = no association; two-sided Mann-Whitney p in the hover)."
+        f" Current gate: {current}."
+        + (
+            f" {untested} threshold(s) without a point: every patient had the same "
+            "gate fraction there."
+            if untested
+            else ""
+        )
         + (f" {note}." if note else "")
+        + (f" Gate: {gate}." if gate else "")
     )

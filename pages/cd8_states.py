@@ -668,11 +668,20 @@ def update_gate_views(filter_data, gate_text, gate_name, accept, metric, definit
     table = cd8.patient_gate_table(data, result)
     count = [
         html.Span(f"{n_in:,}", id=f"{PREFIX}-gate-n"),
-        f" cells in gate ({n_in / data.n_cells:.1%} of {data.n_cells:,} filtered CD8 "
-        f"cells; {len(table)} patients)",
+        f" cells pass the gate ({n_in / data.n_cells:.1%} of {data.n_cells:,} "
+        f"filtered CD8 cells; {len(table)} patients)",
     ]
-    if result.note:
-        count.append(html.Div(result.note, className="text-warning-emphasis small"))
+    if result.empty:
+        count.append(
+            html.Div(
+                "No statistics: there is no cell in the gate to compare.",
+                className="text-danger small",
+            )
+        )
+    for warning in ([result.note] if result.note else []) + result.warnings:
+        count.append(
+            html.Div(warning, className="text-warning-emphasis small gate-warning")
+        )
     box, box_caption, _ = cd8.gate_fraction_box(table, data, page, result)
     scatter, nk_caption, _ = cd8.gate_vs_nk(table, data, page, result)
     sens_table, sens_note = cd8.sensitivity_table(data, page)
@@ -686,7 +695,9 @@ def update_gate_views(filter_data, gate_text, gate_name, accept, metric, definit
         scatter,
         nk_caption,
         sens,
-        cd8.sensitivity_caption(sens_table, sens_note),
+        cd8.sensitivity_caption(
+            sens_table, sens_note, cd8.gate_title_suffix(page, result)
+        ),
     )
 
 

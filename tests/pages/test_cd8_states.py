@@ -656,3 +656,105 @@ def test_a_modified_gate_is_never_called_the_published_one(demo_bundle):
     # the published gate keeps its name
     panels = build_panels("cd8-states", view, {"color": "gate"})
     assert all(p.provenance["gate_name"] == "Song et al. CD8 state" for p in panels)
+
+
+# ---------------------------------------------- degenerate gates (issue 12, 7)
+def _gate_texts(out) -> dict:
+    """Title and annotations of each gate figure, and the count line, as text."""
+
+    def text(fig):
+        layout = fig.to_dict()["layout"]
+        title = (layout.get("title") or {}).get("text", "")
+        notes = " ".join(a.get("text", "") for a in layout.get("annotations", []))
+        return f"{title} {notes}"
+
+    count = json.dumps(out[1], default=lambda o: o.to_plotly_json())
+    return {"count": count, "box": text(out[3]) + out[4], "nk": text(out[5]) + out[6]}
+
+
+def test_a_gate_no_cell_passes_draws_no_statistics(demo_bundle):
+    import anndata as ad
+
+    from pages.cd8_states import update_gate_views
+
+    gate = "CD69.gt.99~BCL2.gt.0~EOMES.gt.0~GZMB.gt.0~HAVCR2.le.0~TNFRSF18.le.0"
+    out = update_gate_views(_store(), gate, "", False, "nk_lymphocytes", "objective")
+    texts = _gate_texts(out)
+    assert out[1][0].children == "0"
+    assert "cells pass the gate" in texts["count"]
+    # the observed CD69 range of the filtered (here: all) cells, read independently
+    cd69 = ad.read_h5ad(demo_bundle.cells_path)[:, "CD69"].X.toarray().ravel()
+    range_text = f"({cd69.min():.2f} to {cd69.max():.2f})"
+    warning = (
+        "CD69 threshold 99 is outside the observed CD69 range in the filtered cells "
+        f"{range_text}: no cell passes CD69+"
+    )
+    assert warning in texts["count"]
+    for key in ("box", "nk"):
+        assert "0 cells pass the gate" in texts[key], key
+        assert warning in texts[key]
+        for statistic in ("p =", "p <", "rho", "nan", "r ="):
+            assert statistic not in texts[key], (key, statistic)
+    assert not out[3].to_dict()["data"] and not out[5].to_dict()["data"]
+    sensitivity = out[7].to_dict()
+    assert "0 cells pass, no AUC" in sensitivity["layout"]["title"]["text"]
+
+
+def test_a_gate_every_cell_passes_says_why_there_is_no_test(demo_bundle):
+    from pages.cd8_states import update_gate_views
+
+    out = update_gate_views(
+        _store(), "CD8A.gt.-1", "", False, "nk_lymphocytes", "objective"
+    )
+    texts = _gate_texts(out)
+    assert "every cell passes CD8A+" in texts["count"]
+    why = "no test: every patient has the same gate fraction (100.0%)"
+    for key in ("box", "nk"):
+        assert why in texts[key], key
+        for statistic in ("p =", "p <", "rho =", "nan", "r ="):
+            assert statistic not in texts[key], (key, statistic)
+    assert out[3].to_dict()["data"]  # the points are still shown
+    # the sweep has no AUC where every patient is the same (scipy would say p = 1)
+    curve = out[7].data[0]  # CD8A swept; its own threshold -1 keeps every cell
+    assert curve.x[0] == -1 and np.isnan(np.asarray(curve.y, dtype=float)[0])
+
+
+# -------------------------------------------- effect direction (issue 12, 9)
+def test_effect_directions_in_words_match_scipy(demo_bundle, demo_reference):
+    from analysis.stats import auc_sentence
+    from pages.cd8_states import update_gate_views
+
+    out = update_gate_views(_store(), "", "", False, "nk_over_nk_cd8", "objective")
+    frac = demo_reference.groupby(["cohort", "patient_id"]).agg(
+        song=("song", "mean"), recist=("recist", "first")
+    )
+    resp = frac[frac["recist"].isin(["CR", "PR"])]["song"]
+    nonresp = frac[frac["recist"].isin(["SD", "PD"])]["song"]
+    u = stats.mannwhitneyu(resp, nonresp).statistic  # U of the responders
+    r = 1 - 2 * u / (len(resp) * len(nonresp))
+    word = "lower" if r > 0 else "higher"
+    sentence = (
+        f"The gate fraction is {word} in responders than in non-responders "
+        f"(r = {r:.2f})"
+    )
+    box = out[3].to_dict()["layout"]["title"]["text"]
+    assert sentence in box and sentence in out[4]
+    # Spearman rho vs NK, its sign in words
+    cohort = demo_bundle.cohort
+    pre = cohort[cohort["timepoint"] == "pre"]
+    means = pre.groupby(["cohort", "patient_id"])[["frac_nk", "frac_cd8"]].mean()
+    nk = means["frac_nk"] / (means["frac_nk"] + means["frac_cd8"])
+    joined = pd.concat([frac["song"], nk.rename("nk")], axis=1, join="inner")
+    rho = stats.spearmanr(joined["nk"], joined["song"]).statistic
+    more = "higher" if rho > 0 else "lower"
+    words = (
+        f"atients with more NK (NK / (NK + CD8)) have a {more} gate fraction "
+        f"(rho = {rho:.2f})"
+    )
+    assert words in out[5].to_dict()["layout"]["title"]["text"] and words in out[6]
+    # sensitivity: AUC = U / (n1 n2) = share of pairs where the responder is higher
+    auc = u / (len(resp) * len(nonresp))
+    said = auc_sentence(auc, quantity="gate fraction", lower_predicts=False)
+    assert said in out[7].to_dict()["layout"]["title"]["text"]
+    assert said in out[8]
+    assert "the responder has the higher gate fraction" in out[8]
