@@ -559,6 +559,21 @@ def test_colour_by_gene_and_move_threshold_in_browser(
     )
     assert "gate=CD69.gt.1.5" in dash_duo.driver.current_url
     assert "color=gene" in dash_duo.driver.current_url
+    # a moved threshold is no longer the published gate, in the figures too
+    from dash.testing.wait import until
+
+    name = dash_duo.find_element("#cd8-states-gate-name")
+    until(
+        lambda: (
+            name.get_attribute("placeholder") == "custom (modified from Song et al.)"
+        ),
+        timeout=20,
+    )
+    until(
+        lambda: "custom (modified from Song et al.)" in _layout_text(dash_duo, BOX_ID),
+        timeout=20,
+    )
+    assert "Song et al. CD8 state" not in _layout_text(dash_duo, BOX_ID)
 
 
 HIST_ID, BOX_ID = "cd8-states-histograms", "cd8-states-box"
@@ -758,3 +773,23 @@ def test_effect_directions_in_words_match_scipy(demo_bundle, demo_reference):
     assert said in out[7].to_dict()["layout"]["title"]["text"]
     assert said in out[8]
     assert "the responder has the higher gate fraction" in out[8]
+
+
+@pytest.mark.browser
+def test_a_gate_no_cell_passes_in_browser(dash_duo, demo_bundle):
+    from dash.testing.wait import until
+
+    import app
+
+    dash_duo.start_server(app.app, port=free_port())
+    dash_duo.driver.get(dash_duo.server_url + "/cd8-states?gate=CD69.gt.99~GZMB.gt.0")
+    dash_duo.wait_for_text_to_equal("#cd8-states-gate-n", "0", timeout=60)
+    count = dash_duo.find_element("#cd8-states-gate-count").text
+    assert "cells pass the gate" in count and "observed CD69 range" in count
+    until(lambda: "0 cells pass the gate" in _layout_text(dash_duo, BOX_ID), 30)
+    until(
+        lambda: "0 cells pass the gate" in _layout_text(dash_duo, "cd8-states-nk"), 30
+    )
+    for graph in (BOX_ID, "cd8-states-nk"):
+        text = _layout_text(dash_duo, graph)
+        assert "p =" not in text and "rho" not in text and "nan" not in text
