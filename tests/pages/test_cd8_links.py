@@ -221,3 +221,31 @@ def test_unknown_link_values_are_named_and_the_url_shows_what_is_shown(
     assert url["gate"] == "NOTAGENE.gt.0~CD69.gt.0"
     until(lambda: "not in data" in _text(dash_duo, "#cd8-states-gate-rows"), 30)
     assert _text(dash_duo, "#cd8-states-metric").startswith("NK among lymphocytes")
+
+
+@pytest.mark.browser
+def test_a_clicked_patient_goes_into_the_link_and_comes_back(dash_duo, demo_bundle):
+    from dash.testing.wait import until
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    import app
+
+    dash_duo.start_server(app.app, port=free_port())
+    _fresh_open(dash_duo, {})
+    until(lambda: "rho" in _title(dash_duo, GRAPHS["gate-nk"]), timeout=90)
+    point = dash_duo.driver.find_elements("css selector", "#cd8-states-nk path.point")[
+        0
+    ]
+    dash_duo.driver.execute_script(
+        "arguments[0].scrollIntoView({block: 'center'});", point
+    )
+    ActionChains(dash_duo.driver).move_to_element(point).pause(0.5).click().perform()
+    until(lambda: _url_state(dash_duo)["highlight"] != "", timeout=30)
+    clicked = _url_state(dash_duo)
+    cohort, patient = clicked["highlight"].split("|")
+    label = f"Cells of patient {patient} ({cohort})"
+    until(lambda: label in _title(dash_duo, GRAPHS["umap"]), timeout=30)
+    # the link, opened afresh, shows the same patient
+    _fresh_open(dash_duo, {k: v for k, v in clicked.items() if v})
+    until(lambda: label in _title(dash_duo, GRAPHS["umap"]), timeout=90)
+    assert _url_state(dash_duo)["highlight"] == clicked["highlight"]
