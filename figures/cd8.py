@@ -55,6 +55,7 @@ from figures.cd8_state import (
     cell_data,
     check_highlight,
     evaluate,
+    match_choice,
     parse_state,
     patient_gate_table,
 )
@@ -109,6 +110,7 @@ __all__ = [
     "gate_title_suffix",
     "gate_vs_nk",
     "marker_histograms",
+    "match_choice",
     "parse_state",
     "patient_gate_table",
     "quantize_embedding",

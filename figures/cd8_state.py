@@ -146,6 +146,15 @@ def _first(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def match_choice(value: str, choices) -> str:
+    """``value`` spelled as in ``choices``, ignoring case (``Gene`` -> ``gene``,
+    ``gzmb`` -> ``GZMB``); ``value`` itself when nothing matches."""
+    if value in choices:
+        return value
+    folded = value.casefold()
+    return next((str(c) for c in choices if str(c).casefold() == folded), value)
+
+
 def _truthy(value: object) -> bool:
     return _first(value).strip().lower() in _TRUE
 
@@ -183,7 +192,7 @@ def parse_state(
             )
         )
 
-    color = _first(state.get("color")) or DEFAULT_COLOR
+    color = match_choice(_first(state.get("color")), COLOR_CHOICES) or DEFAULT_COLOR
     if color not in COLOR_CHOICES:
         fall(
             "color",
@@ -193,6 +202,8 @@ def parse_state(
         )
         color = DEFAULT_COLOR
     gene = _first(state.get("gene"))
+    if genes is not None and gene:
+        gene = match_choice(gene, genes)
     asked_gene = gene
     if genes is not None and gene and gene not in genes:
         gene = ""
@@ -228,7 +239,7 @@ def parse_state(
             fall("gate", missing, shown, "is a marker this dataset does not have")
     metrics = available_metrics(samples)
     metric_keys = [m.key for m in metrics]
-    metric = _first(state.get("metric")) or DEFAULT_METRIC
+    metric = match_choice(_first(state.get("metric")), metric_keys) or DEFAULT_METRIC
     if metric not in metric_keys:
         asked = metric
         metric = (
@@ -240,7 +251,7 @@ def parse_state(
             shown = _metric_label(metric, metrics) if metric else "no NK metric"
             fall("metric", asked, shown,
                  "is not an NK metric available for these samples")  # fmt: skip
-    definition = _first(state.get("definition"))
+    definition = match_choice(_first(state.get("definition")), DEFINITIONS)
     defs = available_definitions(samples) if not samples.empty else []
     if definition not in DEFINITIONS or (defs and definition not in defs):
         asked = definition

@@ -4,7 +4,9 @@ NK and response.
 Callbacks are thin: they parse the controls into the page state, ask
 ``figures.cd8`` (which uses ``data.cells`` and ``analysis.gating``) and return. The UMAP
 is drawn once per filter; recolouring sends a ``Patch`` with one ``uint8`` typed array
-and never the coordinates again.
+and never the coordinates again. Component ids, the controls and the figure cards are
+built in ``components.cd8_ui``. Every page key lives in the URL; what a link asks for
+is applied once the data are known, and a notice names what could not be honoured.
 """
 
 from __future__ import annotations
@@ -122,7 +124,8 @@ def layout(**query) -> html.Div:
     control, and names every value it could not honour in a notice."""
     raw = {key: first_value(query.get(key)) for key in cd8.PageState().to_dict()}
     link = {key: raw[key] for key in raw if key in query}
-    color = raw["color"] if raw["color"] in cd8.COLOR_CHOICES else cd8.DEFAULT_COLOR
+    color = cd8.match_choice(raw["color"], cd8.COLOR_CHOICES)
+    color = color if color in cd8.COLOR_CHOICES else cd8.DEFAULT_COLOR
     try:
         gate = gating.parse_gate(raw["gate"], name=raw["gate_name"])
     except gating.GateError:
@@ -287,6 +290,8 @@ def gene_options(search, filter_data, value):
     if filter_data is None:
         raise PreventUpdate
     genes = _genes_of(filter_data)
+    if genes and value:
+        value = cd8.match_choice(value, genes)  # a link may say gzmb for GZMB
     if genes and value not in genes:
         value = next((g for g in ("GZMB", "CD69") if g in genes), genes[0])
     return gene_options_for(genes, search, keep=[value]), value

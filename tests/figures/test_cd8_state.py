@@ -78,3 +78,20 @@ def test_highlight_must_be_a_patient_of_the_view():
     shown, fallback = cd8.check_highlight(cd8.PageState(highlight="Z|nobody"), patients)
     assert shown == ""
     assert fallback.label == "Highlighted patient" and fallback.value == "Z|nobody"
+
+
+def test_link_values_match_ignoring_case(samples):
+    asked = {
+        "color": "Gene",
+        "gene": "gzmb",
+        "metric": "NK_over_NK_CD8",
+        "definition": "Benefit",
+    }
+    page = cd8.parse_state(asked, samples=samples, genes=GENES)
+    assert page.fallbacks == ()
+    assert (page.color, page.gene, page.metric, page.definition) == (
+        "gene",
+        "GZMB",
+        "nk_over_nk_cd8",
+        "benefit",
+    )

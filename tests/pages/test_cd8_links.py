@@ -67,6 +67,8 @@ def _link_states() -> list[dict]:
     states[1].update(gene="CD69")  # colour by gene, a gene other than the default
     states[2].update(highlight="SYN-A|P012")
     states[3].update(accept_missing="1", gate=MODIFIED_GATE)
+    # spelled differently (case): honoured, and the URL shows the data's spelling
+    states.append({"color": "Gene", "gene": "cd69", "metric": "NK_over_NK_CD8"})
     return states
 
 
@@ -128,13 +130,14 @@ def test_every_page_key_round_trips_through_a_fresh_browser(dash_duo, demo_bundl
         # the link asked only for what the page can show: no notice
         assert not dash_duo.driver.find_elements("css selector", ".link-notice")
         # controls show the link's values, in the reader's words
-        assert _text(dash_duo, "#cd8-states-color") == cd8.COLOR_CHOICES[state["color"]]
-        assert _text(dash_duo, "#cd8-states-metric") == metric_labels[state["metric"]]
+        shown = want_url  # the canonical spelling of what the link asked for
+        assert _text(dash_duo, "#cd8-states-color") == cd8.COLOR_CHOICES[shown["color"]]
+        assert _text(dash_duo, "#cd8-states-metric") == metric_labels[shown["metric"]]
         assert _text(dash_duo, "#cd8-states-definition") == (
-            cd8.DEFINITIONS[state["definition"]].label
+            cd8.DEFINITIONS[shown["definition"]].label
         )
         if "gene" in state:
-            assert _text(dash_duo, "#cd8-states-gene").startswith(state["gene"])
+            assert _text(dash_duo, "#cd8-states-gene").startswith(shown["gene"])
         if "gate" in state:
             cd69 = dash_duo.find_element(
                 'input[id*="cd8-states-threshold"][id*="CD69"]'
