@@ -287,6 +287,7 @@ def gate_fraction_box(
         + (f" {direction}." if direction else "")
         + (f" {excluded} patient(s) without a response excluded." if excluded else "")
         + f" Gate: {gate_title_suffix(page, result)}."
+        + "".join(f" Warning: {w}." for w in result.warnings)
     )
     provenance = {
         "test": test,
@@ -385,8 +386,9 @@ def gate_vs_nk(
     )
     caption = (
         f"One point per patient (n={len(ok)}); {statistic} "
-        f"Gate: {gate_title_suffix(page, result)}. Click a patient to highlight its "
-        "cells on the UMAP."
+        f"Gate: {gate_title_suffix(page, result)}."
+        + "".join(f" Warning: {w}." for w in result.warnings)
+        + " Click a patient to highlight its cells on the UMAP."
     )
     provenance = {"test": "Spearman", "rho": rho, "p_value": p, "n": len(ok),
                   "direction": direction}  # fmt: skip
@@ -435,7 +437,8 @@ def sensitivity_figure(
             customdata=np.column_stack(
                 [part["p"], part["cells_in_gate"], part["n_pos"], part["n_neg"]]
             ),
-            hovertemplate=marker.gene + " threshold %{x:.2f}: AUC %{y:.2f}, "
+            hovertemplate=marker.gene + " threshold %{x:.2f}: AUC %{y:.2f} (the "
+            "responder's gate fraction is higher in %{y:.0%} of pairs), "
             "MWU p = %{customdata[0]:.3g}<br>%{customdata[1]:,} cells in gate; "
             "%{customdata[2]} vs %{customdata[3]} patients<extra></extra>",
         )  # fmt: skip

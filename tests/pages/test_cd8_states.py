@@ -723,6 +723,7 @@ def test_a_gate_every_cell_passes_says_why_there_is_no_test(demo_bundle):
     )
     texts = _gate_texts(out)
     assert "every cell passes CD8A+" in texts["count"]
+    assert "every cell passes CD8A+" in out[4] and "every cell passes CD8A+" in out[6]
     why = "no test: every patient has the same gate fraction (100.0%)"
     for key in ("box", "nk"):
         assert why in texts[key], key
