@@ -224,6 +224,11 @@ def parse_state(
              f"could not be read ({err})")  # fmt: skip
     if not gate.markers:
         gate = gating.default_gate()
+    asked_name = " ".join(_first(state.get("gate_name")).split())
+    if asked_name and not gate.name and asked_name != gate.display_name:
+        # the published name on a modified gate (older links wrote it for every gate)
+        fall("gate_name", asked_name, gate.display_name,
+             "is the published gate's name and this gate differs from it")  # fmt: skip
     accept_text = _first(state.get("accept_missing")).strip().lower()
     accept = accept_text in _TRUE
     if accept_text not in _TRUE | _FALSE:

@@ -95,3 +95,17 @@ def test_link_values_match_ignoring_case(samples):
         "nk_over_nk_cd8",
         "benefit",
     )
+
+
+def test_the_published_name_on_a_modified_gate_is_reported(samples):
+    asked = {"gate": "CD69.gt.1", "gate_name": "Song et al. CD8 state"}
+    page = cd8.parse_state(asked, samples=samples, genes=GENES)
+    (fallback,) = page.fallbacks
+    assert fallback.label == "Gate name"
+    assert fallback.shown == "custom (modified from Song et al.)"
+    assert page.to_dict()["gate_name"] == ""
+    # on the published gate the name is simply what is shown: nothing to report
+    published = cd8.parse_state(
+        {"gate_name": "Song et al. CD8 state"}, samples=samples, genes=GENES
+    )
+    assert published.fallbacks == ()
