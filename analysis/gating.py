@@ -30,6 +30,8 @@ from data.schema import PROTEIN_NAMES, SONG_GATE
 #: Default threshold for every marker (log-normalized expression; see module doc).
 DEFAULT_THRESHOLD = 0.0
 DEFAULT_GATE_NAME = "Song et al. CD8 state"
+#: Name of a gate that differs from the published one and was not named by the user.
+CUSTOM_GATE_NAME = "custom (modified from Song et al.)"
 SIGNS = ("+", "-")
 #: Separators of the URL form: characters that need no escaping in a query string
 #: and do not occur in gene symbols.
@@ -102,10 +104,22 @@ class Marker:
 
 @dataclass(frozen=True)
 class Gate:
-    """An ordered set of markers with a name."""
+    """An ordered set of markers, and the name the user gave it (``""``: none).
+
+    Show :attr:`display_name`, never ``name``: a gate that differs from the published
+    one must not carry the published name (see :func:`gate_display_name`).
+    """
 
     markers: tuple[Marker, ...]
-    name: str = DEFAULT_GATE_NAME
+    name: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "name", user_gate_name(self.name))
+
+    @property
+    def display_name(self) -> str:
+        """The name every figure, caption and export shows."""
+        return gate_display_name(self)
 
     @property
     def genes(self) -> list[str]:
@@ -139,9 +153,39 @@ def default_gate() -> Gate:
     return Gate(
         markers=tuple(
             Marker(gene, sign, DEFAULT_THRESHOLD) for gene, _, sign in SONG_GATE
-        ),
-        name=DEFAULT_GATE_NAME,
+        )
     )
+
+
+def user_gate_name(name: str | None) -> str:
+    """The name a user gave a gate, ``""`` when none (at most 80 characters).
+
+    The two names the app gives itself (the published and the custom one) are not a
+    user's name: a link written before this rule carried ``gate_name=Song et al. CD8
+    state`` for every gate, modified or not.
+    """
+    text = " ".join((name or "").split())[:80]
+    return "" if text in (DEFAULT_GATE_NAME, CUSTOM_GATE_NAME) else text
+
+
+def is_published_gate(gate: Gate) -> bool:
+    """True when ``gate`` has exactly the published markers, signs and thresholds
+    (in any order: a cell passes every marker, so the order does not matter)."""
+    published = {(m.gene, m.sign, float(m.threshold)) for m in default_gate().markers}
+    mine = [(m.gene, m.sign, float(m.threshold)) for m in gate.markers]
+    return len(mine) == len(published) and set(mine) == published
+
+
+def gate_display_name(gate: Gate) -> str:
+    """The name shown for ``gate`` in every figure, caption and export.
+
+    The user's own name when they typed one; otherwise the published name
+    (:data:`DEFAULT_GATE_NAME`) only while the gate is the published one, and
+    :data:`CUSTOM_GATE_NAME` as soon as a marker, sign or threshold differs.
+    """
+    if gate.name:
+        return gate.name
+    return DEFAULT_GATE_NAME if is_published_gate(gate) else CUSTOM_GATE_NAME
 
 
 def gate_to_string(gate: Gate) -> str:
@@ -159,7 +203,7 @@ def parse_gate(text: str | None, *, name: str | None = None) -> Gate:
     GateError
         A marker is malformed, repeated, or there are more than ``MAX_MARKERS``.
     """
-    gate_name = (name or "").strip()[:80] or DEFAULT_GATE_NAME
+    gate_name = user_gate_name(name)
     if text is None or not str(text).strip():
         return replace(default_gate(), name=gate_name)
     markers: list[Marker] = []
@@ -208,16 +252,29 @@ class GateResult:
         Gate genes absent from the data (skipped because the user accepted it).
     per_marker
         Fraction of cells passing each evaluated marker on its own.
+    ranges
+        Observed (min, max) expression of each evaluated marker in these cells.
     """
 
     in_gate: np.ndarray
     evaluated: tuple[Marker, ...]
     missing: tuple[str, ...] = ()
     per_marker: dict[str, float] = field(default_factory=dict)
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def n_in(self) -> int:
         return int(self.in_gate.sum())
+
+    @property
+    def empty(self) -> bool:
+        """No cell passes the gate: there is nothing to compare."""
+        return self.n_in == 0
+
+    @property
+    def warnings(self) -> list[str]:
+        """:func:`threshold_warnings` of this result."""
+        return threshold_warnings(self.evaluated, self.ranges)
 
     @property
     def note(self) -> str:
@@ -280,15 +337,57 @@ def evaluate_gate(
     get = _getter(expression)
     size = n_cells if cells is None else len(np.arange(n_cells)[cells])
     in_gate = np.ones(size, dtype=bool)
-    per_marker = {}
+    per_marker, ranges = {}, {}
     for marker in evaluated:
         values = get(marker.gene)
         if cells is not None:
             values = values[cells]
         passes = marker.passes(values)
         per_marker[marker.gene] = float(passes.mean()) if size else float("nan")
+        if size:
+            ranges[marker.gene] = (float(np.min(values)), float(np.max(values)))
         in_gate &= passes
-    return GateResult(in_gate, evaluated, tuple(missing), per_marker)
+    return GateResult(in_gate, evaluated, tuple(missing), per_marker, ranges)
+
+
+def threshold_warnings(
+    markers: Sequence[Marker], ranges: Mapping[str, tuple[float, float]]
+) -> list[str]:
+    """A warning for each threshold outside the observed expression range.
+
+    Such a threshold does not split the cells: the marker passes every cell or none.
+
+    Parameters
+    ----------
+    markers
+        The evaluated markers.
+    ranges
+        Gene -> (min, max) expression in the cells the gate was evaluated on.
+
+    Returns
+    -------
+    list of str
+        E.g. "CD69 threshold 99 is outside the observed CD69 range in the filtered
+        cells (0.00 to 4.20): no cell passes CD69+".
+    """
+    out = []
+    for marker in markers:
+        if marker.gene not in ranges:
+            continue
+        low, high = ranges[marker.gene]
+        threshold = marker.threshold
+        if low <= threshold <= high:
+            continue
+        above = threshold > high
+        # '+' passes above the threshold, '-' at or below it
+        none_pass = above if marker.sign == "+" else not above
+        out.append(
+            f"{marker.gene} threshold {threshold:g} is outside the observed "
+            f"{marker.gene} range in the filtered cells ({low:.2f} to {high:.2f}): "
+            f"{'no cell passes' if none_pass else 'every cell passes'} "
+            f"{marker.gene}{marker.sign}"
+        )
+    return out
 
 
 def patient_fractions(
@@ -417,6 +516,8 @@ def sensitivity(
     DataFrame
         ``gene``, ``sign``, ``threshold``, ``current`` (the gate's own threshold),
         ``cells_in_gate``, ``median_fraction``, ``auc``, ``p``, ``n_pos``, ``n_neg``.
+        ``auc`` and ``p`` are NaN where every compared patient has the same gate
+        fraction (e.g. no cell in the gate): there is nothing to test.
     """
     from scipy import stats
 
@@ -483,6 +584,12 @@ def sensitivity(
                 stat = np.array([t.statistic for t in tests])
                 ps = np.array([t.pvalue for t in tests])
             aucs = stat / (pos.shape[1] * neg.shape[1])
+            # every compared patient has the same fraction: there is nothing to rank
+            # (scipy would answer AUC 0.5, p = 1); no test, as on the page's box plot
+            both = np.concatenate([pos, neg], axis=1)
+            constant = np.all(both == both[:, :1], axis=1)
+            aucs = np.where(constant, np.nan, aucs)
+            ps = np.where(constant, np.nan, ps)
         else:
             aucs = ps = np.full(len(grid), np.nan)
         for i, threshold in enumerate(grid):

@@ -4,7 +4,9 @@ NK and response.
 Callbacks are thin: they parse the controls into the page state, ask
 ``figures.cd8`` (which uses ``data.cells`` and ``analysis.gating``) and return. The UMAP
 is drawn once per filter; recolouring sends a ``Patch`` with one ``uint8`` typed array
-and never the coordinates again.
+and never the coordinates again. Component ids, the controls and the figure cards are
+built in ``components.cd8_ui``. Every page key lives in the URL; what a link asks for
+is applied once the data are known, and a notice names what could not be honoured.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import json
 
 import dash
 import dash_bootstrap_components as dbc
-import numpy as np
 from dash import (
     ALL,
     ClientsideFunction,
@@ -33,66 +34,71 @@ from analysis import gating
 from analysis.nk_metrics import available_metrics
 from analysis.response import DEFINITIONS, available_definitions
 from components import ids
-from components.common import data_error_alert, empty_state, figure_card
+from components.cd8_ui import (
+    ACCEPT,
+    ADD,
+    ADD_GENE,
+    BOX,
+    BOX_CAPTION,
+    CLEAR_HIGHLIGHT,
+    COLOR,
+    COMPOSITION,
+    COMPOSITION_CAPTION,
+    CONTENT,
+    DEFINITION,
+    DOTPLOT,
+    DRAWN,
+    EMPTY,
+    ERROR,
+    GATE,
+    GATE_COUNT,
+    GATE_NAME,
+    GATE_ROWS,
+    GATE_SPEC,
+    GENE,
+    HIGHLIGHT,
+    HIST,
+    HOVER,
+    LINK,
+    LINK_NOTICE,
+    METRIC,
+    MISSING,
+    NK,
+    NK_CAPTION,
+    NOTE,
+    PREFIX,
+    REMOVE,
+    RESET,
+    SELECTION,
+    SENSITIVITY,
+    SENSITIVITY_CAPTION,
+    SIGN,
+    STATE,
+    THRESHOLD,
+    UMAP,
+    UMAP_CAPTION,
+    URL_SYNC,
+    first_value,
+    gate_from_controls,
+    gate_rows,
+    gene_options_for,
+    page_content,
+    state_dict,
+)
+from components.common import (
+    LinkFallback,
+    data_error_alert,
+    empty_state,
+    link_notice,
+)
 from config import get_settings
 from data.cells import cell_store
 from data.errors import DataError
-from data.schema import PROTEIN_NAMES
 from data.view import cohort_view
 from figures import cd8
 from figures.template import empty_figure
 
-PAGE_ID = cd8.PAGE_ID
 dash.register_page(__name__, path="/cd8-states", name="CD8 states", order=2)
-
-PREFIX = "cd8-states"
-STATE = ids.page_state(PAGE_ID)
-URL_SYNC = f"{PREFIX}-url-sync"
-GATE_SPEC = f"{PREFIX}-gate-spec"
-GATE = f"{PREFIX}-gate"
-HIGHLIGHT = f"{PREFIX}-highlight"
-DRAWN = f"{PREFIX}-drawn"
-NOTE = f"{PREFIX}-note"
-ERROR = f"{PREFIX}-error"
-EMPTY = f"{PREFIX}-empty"
-CONTENT = f"{PREFIX}-content"
-COLOR = f"{PREFIX}-color"
-GENE = f"{PREFIX}-gene"
-METRIC = f"{PREFIX}-metric"
-DEFINITION = f"{PREFIX}-definition"
-UMAP = f"{PREFIX}-umap"
-UMAP_CAPTION = f"{PREFIX}-umap-caption"
-HOVER = f"{PREFIX}-hover"
-SELECTION = f"{PREFIX}-selection"
-CLEAR_HIGHLIGHT = f"{PREFIX}-clear-highlight"
-GATE_NAME = f"{PREFIX}-gate-name"
-GATE_ROWS = f"{PREFIX}-gate-rows"
-ADD_GENE = f"{PREFIX}-add-gene"
-ADD = f"{PREFIX}-add"
-RESET = f"{PREFIX}-reset"
-ACCEPT = f"{PREFIX}-accept-missing"
-MISSING = f"{PREFIX}-missing"
-GATE_COUNT = f"{PREFIX}-gate-count"
-HIST = f"{PREFIX}-histograms"
-BOX = f"{PREFIX}-box"
-BOX_CAPTION = f"{PREFIX}-box-caption"
-NK = f"{PREFIX}-nk"
-NK_CAPTION = f"{PREFIX}-nk-caption"
-COMPOSITION = f"{PREFIX}-composition"
-COMPOSITION_CAPTION = f"{PREFIX}-composition-caption"
-DOTPLOT = f"{PREFIX}-dotplot"
-SENSITIVITY = f"{PREFIX}-sensitivity"
-SENSITIVITY_CAPTION = f"{PREFIX}-sensitivity-caption"
-THRESHOLD = f"{PREFIX}-threshold"
-SIGN = f"{PREFIX}-sign"
-REMOVE = f"{PREFIX}-remove"
-MAX_GENE_OPTIONS = 60
-
-
-def _first(value) -> str:
-    if isinstance(value, list | tuple):
-        value = value[0] if value else ""
-    return "" if value is None else str(value)
 
 
 def _view(filter_data):
@@ -104,39 +110,6 @@ def _view(filter_data):
     )
 
 
-def _state(color, gene, gate_text, gate_name, accept, metric, definition) -> dict:
-    return {
-        "color": color or cd8.DEFAULT_COLOR,
-        "gene": gene or "",
-        "gate": gate_text or "",
-        "gate_name": gate_name or "",
-        "accept_missing": "1" if accept else "",
-        "metric": metric or cd8.DEFAULT_METRIC,
-        "definition": definition or "",
-    }
-
-
-def _gene_options(genes, search: str = "", keep=()) -> list[dict]:
-    """At most MAX_GENE_OPTIONS genes: those kept, then matches (prefix first)."""
-    search = (search or "").strip().upper()
-    chosen = [g for g in keep if g and g in genes]
-    if search:
-        prefix = [g for g in genes if g.upper().startswith(search)]
-        inner = [g for g in genes if search in g.upper() and g not in prefix]
-        matches = prefix + inner
-    else:
-        matches = [g for g in cd8.STATE_MARKERS if g in genes] + list(genes)
-    for gene in matches:
-        if len(chosen) >= MAX_GENE_OPTIONS:
-            break
-        if gene not in chosen:
-            chosen.append(gene)
-    return [
-        {"label": f"{g} ({PROTEIN_NAMES[g]})" if g in PROTEIN_NAMES else g, "value": g}
-        for g in chosen
-    ]
-
-
 def _genes_of(filter_data) -> list[str]:
     try:
         store = cell_store(_view(filter_data).bundle)
@@ -145,230 +118,29 @@ def _genes_of(filter_data) -> list[str]:
     return list(store.var_names) if store is not None else []
 
 
-# -------------------------------------------------------------------------- layout
-def _control(label: str, component, width: int) -> dbc.Col:
-    return dbc.Col(
-        [dbc.Label(label, className="small text-muted mb-0"), component], md=width
-    )
-
-
 def layout(**query) -> html.Div:
-    """Page layout; controls start from the URL query (odd values fall back)."""
-    raw = {key: _first(query.get(key)) for key in cd8.PageState().to_dict()}
-    color = raw["color"] if raw["color"] in cd8.COLOR_CHOICES else cd8.DEFAULT_COLOR
-    link_note = None
+    """Page layout; controls start from the URL query. What the link asked for is
+    kept in a Store until the data are known: the controls callback then sets each
+    control, and names every value it could not honour in a notice."""
+    raw = {key: first_value(query.get(key)) for key in cd8.PageState().to_dict()}
+    link = {key: raw[key] for key in raw if key in query}
+    color = cd8.match_choice(raw["color"], cd8.COLOR_CHOICES)
+    color = color if color in cd8.COLOR_CHOICES else cd8.DEFAULT_COLOR
     try:
         gate = gating.parse_gate(raw["gate"], name=raw["gate_name"])
-    except gating.GateError as err:
-        gate = gating.default_gate()
-        link_note = dbc.Alert(
-            f"The gate in the link could not be read ({err}); showing the default "
-            "Song et al. gate instead.",
-            color="warning",
-            dismissable=True,
-            className="small py-2",
-        )
+    except gating.GateError:
+        gate = gating.default_gate()  # the controls callback says so
     accept = raw["accept_missing"].lower() in {"1", "true", "yes", "on"}
     definition = raw["definition"] if raw["definition"] in DEFINITIONS else None
-    controls = dbc.Row(
-        [
-            _control(
-                "Colour cells by",
-                dcc.Dropdown(
-                    id=COLOR,
-                    options=[
-                        {"label": v, "value": k} for k, v in cd8.COLOR_CHOICES.items()
-                    ],
-                    value=color,
-                    clearable=False,
-                ),
-                3,
-            ),
-            _control(
-                "Gene (for colour by gene; type to search)",
-                dcc.Dropdown(
-                    id=GENE,
-                    options=[{"label": raw["gene"], "value": raw["gene"]}]
-                    if raw["gene"]
-                    else [],
-                    value=raw["gene"] or None,
-                    searchable=True,
-                    clearable=False,
-                    placeholder="type a gene symbol",
-                ),
-                3,
-            ),
-            _control(
-                "NK metric (per patient, pre-treatment)",
-                dcc.Dropdown(
-                    id=METRIC,
-                    value=raw["metric"] or cd8.DEFAULT_METRIC,
-                    clearable=False,
-                ),
-                3,
-            ),
-            _control(
-                "Response definition",
-                dcc.Dropdown(id=DEFINITION, value=definition, clearable=False),
-                3,
-            ),
-        ],
-        className="g-2 mb-3",
+    content = page_content(
+        color=color,
+        gene=raw["gene"],
+        metric=raw["metric"],
+        definition=definition,
+        gate_name=gate.name,
+        accept=accept,
     )
-    gate_panel = dbc.Card(
-        [
-            dbc.CardHeader(html.Span("Phenotype gate", className="fw-semibold")),
-            dbc.CardBody(
-                [
-                    dbc.Label("Gate name", className="small text-muted mb-0"),
-                    dbc.Input(
-                        id=GATE_NAME,
-                        value=gate.name,
-                        debounce=True,
-                        size="sm",
-                        maxLength=80,
-                        className="mb-2",
-                    ),
-                    html.Div(
-                        "A cell is in the gate when it passes every marker: '+' = "
-                        "expression > threshold, '−' = expression ≤ threshold "
-                        "(log-normalized; default 0 = detected / not detected).",
-                        className="small text-muted mb-2",
-                    ),
-                    html.Div(id=GATE_ROWS),
-                    dbc.InputGroup(
-                        [
-                            dcc.Dropdown(
-                                id=ADD_GENE,
-                                placeholder="add a marker…",
-                                searchable=True,
-                                style={"minWidth": "160px", "flex": "1"},
-                            ),
-                            dbc.Button("Add", id=ADD, size="sm", color="secondary"),
-                        ],
-                        size="sm",
-                        className="mt-2 mb-2 flex-nowrap",
-                    ),
-                    dbc.Button(
-                        "Reset to Song et al. gate",
-                        id=RESET,
-                        size="sm",
-                        color="link",
-                        className="p-0 mb-2",
-                    ),
-                    html.Div(id=MISSING),
-                    dbc.Checkbox(
-                        id=ACCEPT,
-                        value=accept,
-                        label="Evaluate the gate without missing markers",
-                        className="small mb-2",
-                    ),
-                    html.Div(id=GATE_COUNT, className="gate-count fw-semibold"),
-                ]
-            ),
-        ],
-        className="mb-3",
-    )
-    umap_tools = [
-        dbc.Button(
-            "Clear highlight",
-            id=CLEAR_HIGHLIGHT,
-            size="sm",
-            color="warning",
-            outline=True,
-            style={"display": "none"},
-        )
-    ]
-    content = html.Div(
-        [
-            controls,
-            dbc.Row(
-                [
-                    dbc.Col(
-                        [
-                            figure_card(
-                                UMAP,
-                                "UMAP",
-                                caption_id=UMAP_CAPTION,
-                                height=620,
-                                tools=umap_tools,
-                                export=(PAGE_ID, "umap"),
-                            ),
-                        ],
-                        lg=8,
-                    ),
-                    dbc.Col(
-                        [
-                            gate_panel,
-                            dbc.Card(
-                                dbc.CardBody(
-                                    [
-                                        html.Div(
-                                            "Hover a cell for its details; select "
-                                            "cells with the lasso or box for their "
-                                            "composition.",
-                                            className="small text-muted",
-                                        ),
-                                        html.Div(id=HOVER, className="small mt-2"),
-                                        html.Div(id=SELECTION, className="small mt-2"),
-                                    ]
-                                ),
-                                className="mb-3",
-                            ),
-                        ],
-                        lg=4,
-                    ),
-                ]
-            ),
-            figure_card(HIST, "Gate markers", height=440, export=(PAGE_ID, "markers")),
-            dbc.Row(
-                [
-                    dbc.Col(
-                        figure_card(
-                            BOX,
-                            "Gate fraction by response",
-                            caption_id=BOX_CAPTION,
-                            export=(PAGE_ID, "gate-box"),
-                            height=460,
-                        ),
-                        lg=6,
-                    ),
-                    dbc.Col(
-                        figure_card(
-                            NK,
-                            "Gate fraction vs NK",
-                            caption_id=NK_CAPTION,
-                            export=(PAGE_ID, "gate-nk"),
-                            height=460,
-                        ),
-                        lg=6,
-                    ),
-                ]
-            ),
-            figure_card(
-                SENSITIVITY,
-                "Gate sensitivity",
-                caption_id=SENSITIVITY_CAPTION,
-                export=(PAGE_ID, "sensitivity"),
-                height=440,
-            ),
-            figure_card(
-                COMPOSITION,
-                "State composition by patient",
-                caption_id=COMPOSITION_CAPTION,
-                export=(PAGE_ID, "composition"),
-                height=520,
-            ),
-            figure_card(
-                DOTPLOT,
-                "Marker genes by state",
-                export=(PAGE_ID, "dotplot"),
-                height=480,
-            ),
-        ],
-        id=CONTENT,
-    )
-    initial_state = _state(
+    initial_state = state_dict(
         color,
         raw["gene"],
         gating.gate_to_string(gate),
@@ -376,18 +148,20 @@ def layout(**query) -> html.Div:
         accept,
         raw["metric"],
         definition,
+        raw["highlight"],
     )
     return html.Div(
         [
             dcc.Store(id=STATE, data=initial_state),
+            dcc.Store(id=LINK, data=link),
             dcc.Store(id=URL_SYNC),
             dcc.Store(id=GATE_SPEC, data=gating.gate_to_string(gate)),
             dcc.Store(id=GATE, data=gating.gate_to_string(gate)),
-            dcc.Store(id=HIGHLIGHT),
+            dcc.Store(id=HIGHLIGHT, data=raw["highlight"] or None),
             dcc.Store(id=DRAWN),
             html.H2("CD8 differentiation states", className="h4"),
             html.Div(id=NOTE, className="text-muted small mb-3"),
-            link_note,
+            html.Div(id=LINK_NOTICE),
             html.Div(id=ERROR),
             html.Div(id=EMPTY, hidden=True),
             content,
@@ -406,74 +180,101 @@ def layout(**query) -> html.Div:
     Output(EMPTY, "children"),
     Output(EMPTY, "hidden"),
     Output(CONTENT, "style"),
+    Output(LINK_NOTICE, "children"),
+    Output(LINK, "data"),
+    Output(HIGHLIGHT, "data"),
     Input(ids.FILTER_STORE, "data"),
+    State(LINK, "data"),
     State(METRIC, "value"),
     State(DEFINITION, "value"),
+    State(HIGHLIGHT, "data"),
 )
-def update_controls(filter_data, metric, definition):
-    """Metric and response choices of the dataset; empty and error states."""
+def update_controls(filter_data, link, metric, definition, highlight):
+    """Metric and response choices of the dataset, set to what the link asked for
+    on first load (a notice names each value not honoured); empty and error states.
+
+    The link's values come from the ``LINK`` Store, not from the dropdowns: Dash 4's
+    ``dcc.Dropdown`` drops a ``value`` absent from its ``options`` when it mounts, and
+    the options are only known here, so the dropdowns hand back ``None``.
+    """
     if filter_data is None:
         raise PreventUpdate
     no = dash.no_update
     try:
         view = _view(filter_data)
     except DataError as err:
-        return (
-            [],
-            no,
-            [],
-            no,
-            "",
-            data_error_alert(err),
-            no,
-            True,
-            {"display": "none"},
-            no,
-        )
+        hidden = {"display": "none"}
+        return [], no, [], no, "", data_error_alert(err), no, True, hidden, None, no, no
     samples = view.samples
     store = cell_store(view.bundle)
     note = f"{view.bundle.meta.label} · {view.filter.describe()}"
     if store is not None:
         note += f" · {store.n_cells:,} CD8 cells in the dataset"
+    from_link = link is not None
+    asked = (
+        dict(link)
+        if from_link
+        else {"metric": metric, "definition": definition, "highlight": highlight}
+    )
+    page = cd8.parse_state(
+        asked, samples=samples, genes=store.var_names if store is not None else None
+    )
     metrics = [{"label": m.label, "value": m.key} for m in available_metrics(samples)]
-    keys = [m["value"] for m in metrics]
-    if metric not in keys:
-        metric = (
-            cd8.DEFAULT_METRIC
-            if cd8.DEFAULT_METRIC in keys
-            else (keys[0] if keys else None)
-        )
     defs = available_definitions(samples) if not samples.empty else []
     def_options = [{"label": DEFINITIONS[k].label, "value": k} for k in defs]
-    if definition not in defs:
-        definition = defs[0] if defs else None
-    page = cd8.parse_state({}, samples=samples)
+    fallbacks = list(page.fallbacks)
     message = ""
+    data = None
     if store is None or store.umap is None:
         message = empty_state(
             "This dataset has no CD8 single-cell data with a UMAP.",
             "Choose a dataset with cd8_cells.h5ad, or run `python cli.py prepare` on "
             "your h5ad to compute one.",
         )
-    elif cd8.cached_cell_data(view, page) is None:
-        message = empty_state(
-            "No CD8 cells in the filtered samples.",
-            "Single-cell data exist for some samples only (pre-treatment in the "
-            "demo); remove a filter in the sidebar.",
+    else:
+        data = cd8.cached_cell_data(view, page)
+        if data is None:
+            message = empty_state(
+                "No CD8 cells in the filtered samples.",
+                "Single-cell data exist for some samples only (pre-treatment in the "
+                "demo); remove a filter in the sidebar.",
+            )
+    shown_highlight = ""
+    if data is not None:
+        shown_highlight, missing = cd8.check_highlight(page, data.patients)
+        fallbacks += [missing] if missing else []
+    elif page.highlight:
+        fallbacks.append(
+            cd8.Fallback(
+                "highlight",
+                cd8.KEY_LABELS["highlight"],
+                page.highlight,
+                "no highlighted patient",
+                "has no CD8 cells in this view",
+            )
         )
-    if message:
-        return (
-            metrics,
-            metric,
-            def_options,
-            definition,
-            note,
-            None,
-            message,
-            False,
-            {"display": "none"},
-        )
-    return metrics, metric, def_options, definition, note, None, None, True, {}
+    notice = (
+        link_notice([LinkFallback(*f) for f in fallbacks], id=f"{PREFIX}-link-alert")
+        if from_link
+        else no
+    )
+    highlight_out = shown_highlight or None
+    if highlight_out == highlight:
+        highlight_out = no  # unchanged: do not redraw the UMAP for nothing
+    return (
+        metrics,
+        page.metric or None,
+        def_options,
+        page.definition if defs else None,
+        note,
+        None,
+        message or None,
+        not message,
+        {"display": "none"} if message else {},
+        notice,
+        None,
+        highlight_out,
+    )
 
 
 @callback(
@@ -489,9 +290,11 @@ def gene_options(search, filter_data, value):
     if filter_data is None:
         raise PreventUpdate
     genes = _genes_of(filter_data)
+    if genes and value:
+        value = cd8.match_choice(value, genes)  # a link may say gzmb for GZMB
     if genes and value not in genes:
         value = next((g for g in ("GZMB", "CD69") if g in genes), genes[0])
-    return _gene_options(genes, search, keep=[value]), value
+    return gene_options_for(genes, search, keep=[value]), value
 
 
 @callback(
@@ -504,25 +307,7 @@ def add_gene_options(search, filter_data, value):
     """Genes that can be added to the gate."""
     if filter_data is None:
         raise PreventUpdate
-    return _gene_options(_genes_of(filter_data), search, keep=[value])
-
-
-# ------------------------------------------------------------------------ the gate
-def _gate_from_controls(thresholds, signs, row_ids, name) -> gating.Gate:
-    markers = []
-    for value, sign, row in zip(thresholds, signs, row_ids, strict=True):
-        try:
-            threshold = float(value)
-        except (TypeError, ValueError):
-            threshold = gating.DEFAULT_THRESHOLD
-        if not np.isfinite(threshold):
-            threshold = gating.DEFAULT_THRESHOLD
-        markers.append(
-            gating.Marker(row["gene"], sign if sign in "+-" else "+", threshold)
-        )
-    return gating.Gate(
-        tuple(markers), name=(name or "").strip() or gating.DEFAULT_GATE_NAME
-    )
+    return gene_options_for(_genes_of(filter_data), search, keep=[value])
 
 
 @callback(
@@ -538,57 +323,7 @@ def render_gate_rows(spec, filter_data):
         gate = gating.parse_gate(spec)
     except gating.GateError:
         gate = gating.default_gate()
-    genes = set(_genes_of(filter_data))
-    rows = []
-    for marker in gate.markers:
-        missing = marker.gene not in genes
-        protein = PROTEIN_NAMES.get(marker.gene)
-        name = [html.Span(marker.gene, className="fw-semibold")]
-        if protein and protein != marker.gene:
-            name.append(html.Span(f" {protein}", className="text-muted"))
-        if missing:
-            name.append(dbc.Badge("not in data", color="danger", className="ms-1"))
-        rows.append(
-            html.Div(
-                [
-                    html.Div(
-                        name,
-                        className="gate-marker-name small",
-                        style={"flex": "1", "minWidth": "110px"},
-                    ),
-                    dbc.RadioItems(
-                        id={"type": SIGN, "gene": marker.gene},
-                        options=[
-                            {"label": "+", "value": "+"},
-                            {"label": "−", "value": "-"},
-                        ],
-                        value=marker.sign,
-                        inline=True,
-                        className="small",
-                        inputClassName="me-1",
-                    ),
-                    dcc.Input(
-                        id={"type": THRESHOLD, "gene": marker.gene},
-                        type="number",
-                        value=marker.threshold,
-                        step=0.1,
-                        debounce=True,
-                        style={"width": "70px"},
-                        className="form-control form-control-sm",
-                    ),
-                    dbc.Button(
-                        "×",
-                        id={"type": REMOVE, "gene": marker.gene},
-                        size="sm",
-                        color="link",
-                        className="text-danger px-1",
-                        title=f"remove {marker.gene}",
-                    ),
-                ],
-                className="d-flex align-items-center gap-2 mb-1 gate-marker-row",
-            )
-        )
-    return rows
+    return gate_rows(gate, set(_genes_of(filter_data)))
 
 
 @callback(
@@ -606,7 +341,7 @@ def render_gate_rows(spec, filter_data):
 def edit_gate(_add, removes, _reset, add_gene, thresholds, signs, row_ids, name):
     """Add, remove or reset markers (thresholds of the others are kept)."""
     trigger = ctx.triggered_id
-    gate = _gate_from_controls(thresholds, signs, row_ids, name)
+    gate = gate_from_controls(thresholds, signs, row_ids, name)
     if trigger == RESET:
         return gating.gate_to_string(gating.default_gate())
     if trigger == ADD:
@@ -637,7 +372,7 @@ def gate_from_rows(thresholds, signs, row_ids):
     """The gate as a URL-safe string, from the marker rows."""
     if not row_ids:
         raise PreventUpdate
-    return gating.gate_to_string(_gate_from_controls(thresholds, signs, row_ids, ""))
+    return gating.gate_to_string(gate_from_controls(thresholds, signs, row_ids, ""))
 
 
 @callback(
@@ -649,10 +384,27 @@ def gate_from_rows(thresholds, signs, row_ids):
     Input(ACCEPT, "value"),
     Input(METRIC, "value"),
     Input(DEFINITION, "value"),
+    Input(HIGHLIGHT, "data"),
 )
-def collect_state(color, gene, gate_text, gate_name, accept, metric, definition):
+def collect_state(
+    color, gene, gate_text, gate_name, accept, metric, definition, highlight
+):
     """The page state (URL keys) for the Store, the URL and exports."""
-    return _state(color, gene, gate_text, gate_name, accept, metric, definition)
+    return state_dict(
+        color, gene, gate_text, gate_name, accept, metric, definition, highlight
+    )
+
+
+@callback(
+    Output(GATE_NAME, "placeholder"),
+    Input(GATE, "data"),
+)
+def gate_name_placeholder(gate_text):
+    """The automatic name: published only while the gate is the published one."""
+    try:
+        return gating.parse_gate(gate_text).display_name
+    except gating.GateError:
+        return gating.DEFAULT_GATE_NAME
 
 
 clientside_callback(
@@ -716,7 +468,7 @@ def update_umap(
         raise PreventUpdate
     budget = get_settings().max_points_on_screen
     signature = _signature(filter_data, budget)
-    state = _state(color, gene, gate_text, gate_name, accept, metric, definition)
+    state = state_dict(color, gene, gate_text, gate_name, accept, metric, definition)
     try:
         _, data, page = _data_and_page(filter_data, state)
     except DataError:
@@ -759,7 +511,7 @@ def update_umap(
 
 
 @callback(
-    Output(HIGHLIGHT, "data"),
+    Output(HIGHLIGHT, "data", allow_duplicate=True),
     Input(NK, "clickData"),
     Input(CLEAR_HIGHLIGHT, "n_clicks"),
     prevent_initial_call=True,
@@ -887,7 +639,7 @@ def update_gate_views(filter_data, gate_text, gate_name, accept, metric, definit
     """Histograms, counts and the per-patient gate statistics."""
     if filter_data is None:
         raise PreventUpdate
-    state = _state(None, None, gate_text, gate_name, accept, metric, definition)
+    state = state_dict(None, None, gate_text, gate_name, accept, metric, definition)
     try:
         _, data, page = _data_and_page(filter_data, state)
     except DataError:
@@ -921,11 +673,20 @@ def update_gate_views(filter_data, gate_text, gate_name, accept, metric, definit
     table = cd8.patient_gate_table(data, result)
     count = [
         html.Span(f"{n_in:,}", id=f"{PREFIX}-gate-n"),
-        f" cells in gate ({n_in / data.n_cells:.1%} of {data.n_cells:,} filtered CD8 "
-        f"cells; {len(table)} patients)",
+        f" cells pass the gate ({n_in / data.n_cells:.1%} of {data.n_cells:,} "
+        f"filtered CD8 cells; {len(table)} patients)",
     ]
-    if result.note:
-        count.append(html.Div(result.note, className="text-warning-emphasis small"))
+    if result.empty:
+        count.append(
+            html.Div(
+                "No statistics: there is no cell in the gate to compare.",
+                className="text-danger small",
+            )
+        )
+    for warning in ([result.note] if result.note else []) + result.warnings:
+        count.append(
+            html.Div(warning, className="text-warning-emphasis small gate-warning")
+        )
     box, box_caption, _ = cd8.gate_fraction_box(table, data, page, result)
     scatter, nk_caption, _ = cd8.gate_vs_nk(table, data, page, result)
     sens_table, sens_note = cd8.sensitivity_table(data, page)
@@ -939,7 +700,9 @@ def update_gate_views(filter_data, gate_text, gate_name, accept, metric, definit
         scatter,
         nk_caption,
         sens,
-        cd8.sensitivity_caption(sens_table, sens_note),
+        cd8.sensitivity_caption(
+            sens_table, sens_note, cd8.gate_title_suffix(page, result)
+        ),
     )
 
 
@@ -955,7 +718,7 @@ def update_composition(filter_data, metric, gate_text):
     """State composition per patient (ordered by NK) and the marker dot plot."""
     if filter_data is None:
         raise PreventUpdate
-    state = _state(None, None, gate_text, "", True, metric, None)
+    state = state_dict(None, None, gate_text, "", True, metric, None)
     try:
         _, data, page = _data_and_page(filter_data, state)
     except DataError:

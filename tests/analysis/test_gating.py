@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from analysis import gating
 from analysis.gating import (
     DEFAULT_THRESHOLD,
     Gate,
@@ -205,6 +206,9 @@ def test_sensitivity_every_row_matches_scipy_for_larger_groups():
         member = Marker(row.gene, sign, row.threshold).passes(expr[row.gene])
         member &= gate.marker(other).passes(expr[other])
         frac = pd.Series(member).groupby(codes).mean()
+        if frac.nunique() == 1:  # every patient the same: no test (not p = 1)
+            assert np.isnan(row.p) and np.isnan(row.auc)
+            continue
         ref = stats.mannwhitneyu(frac[:12], frac[12:])
         assert row.p == pytest.approx(ref.pvalue)
         assert row.auc == pytest.approx(ref.statistic / 120)
@@ -232,5 +236,74 @@ def test_sensitivity_counts_at_thresholds_equal_to_values():
         member = (expr["A"] > a_t) & (expr["B"] <= b_t)
         assert row.cells_in_gate == member.sum()
         frac = pd.Series(member[codes >= 0]).groupby(codes[codes >= 0]).mean()
+        if frac.nunique() == 1:  # every patient the same: no test (not p = 1)
+            assert np.isnan(row.p)
+            continue
         ref = stats.mannwhitneyu(frac[:5], frac[5:])
         assert row.p == pytest.approx(ref.pvalue)
+
+
+# ------------------------------------------------------------ naming (issue 12, 6)
+def test_only_the_published_gate_carries_the_published_name():
+    published = gating.default_gate()
+    assert gating.gate_display_name(published) == "Song et al. CD8 state"
+    # the order of markers does not change which cells pass
+    reordered = gating.Gate(tuple(reversed(published.markers)))
+    assert reordered.display_name == "Song et al. CD8 state"
+    cd69 = published.marker("CD69")
+    modified = [
+        published.with_marker(gating.Marker("CD69", "+", 0.5)),  # threshold
+        published.with_marker(gating.Marker("CD69", "-", cd69.threshold)),  # sign
+        published.without("BCL2"),  # a marker removed
+        published.with_marker(gating.Marker("TOX")),  # a marker added
+    ]
+    for gate in modified:
+        assert gate.display_name == "custom (modified from Song et al.)"
+        assert gating.gate_display_name(gate) == gating.CUSTOM_GATE_NAME
+
+
+def test_a_users_own_name_wins_but_cannot_claim_the_published_name():
+    gate = gating.parse_gate("CD69.gt.1", name="  my   CD69-high gate ")
+    assert gate.display_name == "my CD69-high gate"
+    # old links carried gate_name=Song et al. CD8 state whatever the gate
+    old_link = gating.parse_gate("CD69.gt.1", name="Song et al. CD8 state")
+    assert old_link.name == ""
+    assert old_link.display_name == "custom (modified from Song et al.)"
+    assert gating.parse_gate("", name="").display_name == "Song et al. CD8 state"
+
+
+# ------------------------------------------------- degenerate gates (issue 12, 7)
+def test_thresholds_outside_the_observed_range_are_named():
+    expr = {"A": np.array([0.0, 0.5, 2.0]), "B": np.array([1.0, 1.0, 3.0])}
+    gate = Gate(
+        (Marker("A", "+", 99.0), Marker("B", "-", -1.0)), name="x"
+    )  # both outside: A+ above the maximum, B- below the minimum
+    result = evaluate_gate(gate, expr, available=["A", "B"], n_cells=3)
+    assert result.empty and result.n_in == 0
+    assert result.ranges == {"A": (0.0, 2.0), "B": (1.0, 3.0)}
+    assert result.warnings == [
+        "A threshold 99 is outside the observed A range in the filtered cells "
+        "(0.00 to 2.00): no cell passes A+",
+        "B threshold -1 is outside the observed B range in the filtered cells "
+        "(1.00 to 3.00): no cell passes B-",
+    ]
+    # inside the range (including on its edges): no warning
+    inside = Gate((Marker("A", "+", 0.0), Marker("B", "-", 3.0)))
+    assert evaluate_gate(inside, expr, available=["A", "B"], n_cells=3).warnings == []
+    # a '+' threshold below the minimum keeps every cell: said too
+    low = Gate((Marker("A", "+", -5.0),))
+    (warning,) = evaluate_gate(low, expr, available=["A"], n_cells=3).warnings
+    assert warning.endswith("every cell passes A+")
+
+
+def test_sensitivity_draws_no_test_where_every_patient_is_the_same():
+    codes = np.repeat(np.arange(6), 5)
+    expr = {"A": np.tile([0.0, 1.0, 2.0, 3.0, 4.0], 6)}  # same in every patient
+    groups = pd.Series(["R"] * 3 + ["NR"] * 3)
+    table = sensitivity(
+        Gate((Marker("A", "+", 0.0),)), expr, available=["A"], n_cells=30,
+        patient_codes=codes, patient_groups=groups, positive="R", negative="NR",
+    )  # fmt: skip
+    # every threshold gives every patient the same fraction: scipy would say p = 1
+    assert stats.mannwhitneyu([0.8] * 3, [0.8] * 3).pvalue == 1.0
+    assert table["auc"].isna().all() and table["p"].isna().all()

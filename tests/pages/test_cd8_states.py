@@ -7,6 +7,7 @@ import gzip
 import json
 from contextvars import copy_context
 
+import dash
 import numpy as np
 import pandas as pd
 import pytest
@@ -217,6 +218,41 @@ def test_box_selection_counts_all_cells_inside(demo_bundle, demo_reference):
     assert out[0].children.startswith(f"Selection: {n:,} cells from 48 patients")
     n_in = int(demo_reference["song"].sum())
     assert out[2].children.startswith(f"In gate: {n_in:,} of {n:,}")
+
+
+def test_controls_take_the_links_values_not_the_dropdowns(demo_bundle):
+    """Dash 4's Dropdown hands back None for a value it had no option for; the
+    link's metric and definition come from the link Store instead."""
+    from pages import cd8_states as page
+
+    link = {
+        "metric": "nk_over_nk_cd8",
+        "definition": "benefit",
+        "highlight": "SYN-A|P012",
+    }
+    out = page.update_controls(_store(), link, None, None, "SYN-A|P012")
+    assert out[1] == "nk_over_nk_cd8" and out[3] == "benefit"
+    assert out[9] is None  # nothing to report
+    assert out[10] is None  # the link is used once; later runs keep the controls
+    # a later filter change keeps what the controls show
+    out = page.update_controls(_store(), None, "log2_nk_cd8", "recist", None)
+    assert out[1] == "log2_nk_cd8" and out[3] == "recist"
+    # a patient outside the filtered view is named, and the highlight is cleared
+    link = {"highlight": "SYN-A|P012"}
+    out = page.update_controls(_store(tumor_type=["RCC"]), link, None, None, None)
+    notice = json.dumps(out[9].to_plotly_json(), default=str)
+    assert "Highlighted patient" in notice and "SYN-A|P012" in notice
+    assert out[11] is dash.no_update or out[11] is None
+
+
+def test_clicked_patient_goes_into_the_page_state(demo_bundle):
+    from pages import cd8_states as page
+
+    state = page.collect_state("state", "GZMB", "", "", False, "", "", "SYN-A|P012")
+    assert state["highlight"] == "SYN-A|P012"
+    assert (
+        page.collect_state("state", "", "", "", False, "", "", None)["highlight"] == ""
+    )
 
 
 def test_layout_survives_odd_query(demo_bundle):
@@ -523,6 +559,21 @@ def test_colour_by_gene_and_move_threshold_in_browser(
     )
     assert "gate=CD69.gt.1.5" in dash_duo.driver.current_url
     assert "color=gene" in dash_duo.driver.current_url
+    # a moved threshold is no longer the published gate, in the figures too
+    from dash.testing.wait import until
+
+    name = dash_duo.find_element("#cd8-states-gate-name")
+    until(
+        lambda: (
+            name.get_attribute("placeholder") == "custom (modified from Song et al.)"
+        ),
+        timeout=20,
+    )
+    until(
+        lambda: "custom (modified from Song et al.)" in _layout_text(dash_duo, BOX_ID),
+        timeout=20,
+    )
+    assert "Song et al. CD8 state" not in _layout_text(dash_duo, BOX_ID)
 
 
 HIST_ID, BOX_ID = "cd8-states-histograms", "cd8-states-box"
@@ -587,3 +638,159 @@ def test_umap_webgl_points_are_drawn_in_browser(dash_duo, demo_bundle):
     until(lambda: "coloured by" in _layout_text(dash_duo, "cd8-states-umap"), 40)
     text = dash_duo.find_element("#cd8-states-umap").text
     assert "WebGL is not supported" not in text
+
+
+def test_a_modified_gate_is_never_called_the_published_one(demo_bundle):
+    """Every figure title, caption and export provenance of the page names a
+    modified gate "custom (modified from Song et al.)" (issue 12, item 6)."""
+    from config import get_settings
+    from data.view import cohort_view
+    from figures.reports import build_panels
+
+    settings = get_settings()
+    view = cohort_view(_store(), data_dir=settings.data_dir, default_dataset="demo")
+    modified = "CD69.gt.0.5~BCL2.gt.0~EOMES.gt.0~GZMB.gt.0~HAVCR2.le.0~TNFRSF18.le.0"
+    for gate_name, shown in (
+        ("", "custom (modified from Song et al.)"),
+        ("Song et al. CD8 state", "custom (modified from Song et al.)"),
+        ("CD69-high", "CD69-high"),
+    ):
+        state = {"color": "gate", "gate": modified, "gate_name": gate_name}
+        panels = build_panels("cd8-states", view, state)
+        for panel in panels:
+            text = json.dumps(
+                [panel.figure.to_dict()["layout"], panel.caption, panel.provenance],
+                default=str,
+            )
+            assert "Song et al. CD8 state" not in text, panel.key
+            assert panel.provenance["gate_name"] == shown
+            if panel.key in {"umap", "markers", "gate-box", "gate-nk", "sensitivity"}:
+                assert shown in panel.figure.layout.title.text, panel.key
+            if panel.key in {"gate-box", "gate-nk"}:
+                assert shown in panel.caption
+    # the published gate keeps its name
+    panels = build_panels("cd8-states", view, {"color": "gate"})
+    assert all(p.provenance["gate_name"] == "Song et al. CD8 state" for p in panels)
+
+
+# ---------------------------------------------- degenerate gates (issue 12, 7)
+def _gate_texts(out) -> dict:
+    """Title and annotations of each gate figure, and the count line, as text."""
+
+    def text(fig):
+        layout = fig.to_dict()["layout"]
+        title = (layout.get("title") or {}).get("text", "")
+        notes = " ".join(a.get("text", "") for a in layout.get("annotations", []))
+        return f"{title} {notes}"
+
+    count = json.dumps(out[1], default=lambda o: o.to_plotly_json())
+    return {"count": count, "box": text(out[3]) + out[4], "nk": text(out[5]) + out[6]}
+
+
+def test_a_gate_no_cell_passes_draws_no_statistics(demo_bundle):
+    import anndata as ad
+
+    from pages.cd8_states import update_gate_views
+
+    gate = "CD69.gt.99~BCL2.gt.0~EOMES.gt.0~GZMB.gt.0~HAVCR2.le.0~TNFRSF18.le.0"
+    out = update_gate_views(_store(), gate, "", False, "nk_lymphocytes", "objective")
+    texts = _gate_texts(out)
+    assert out[1][0].children == "0"
+    assert "cells pass the gate" in texts["count"]
+    # the observed CD69 range of the filtered (here: all) cells, read independently
+    cd69 = ad.read_h5ad(demo_bundle.cells_path)[:, "CD69"].X.toarray().ravel()
+    range_text = f"({cd69.min():.2f} to {cd69.max():.2f})"
+    warning = (
+        "CD69 threshold 99 is outside the observed CD69 range in the filtered cells "
+        f"{range_text}: no cell passes CD69+"
+    )
+    assert warning in texts["count"]
+    for key in ("box", "nk"):
+        assert "0 cells pass the gate" in texts[key], key
+        assert warning in texts[key]
+        for statistic in ("p =", "p <", "rho", "nan", "r ="):
+            assert statistic not in texts[key], (key, statistic)
+    assert not out[3].to_dict()["data"] and not out[5].to_dict()["data"]
+    sensitivity = out[7].to_dict()
+    assert "0 cells pass, no AUC" in sensitivity["layout"]["title"]["text"]
+
+
+def test_a_gate_every_cell_passes_says_why_there_is_no_test(demo_bundle):
+    from pages.cd8_states import update_gate_views
+
+    out = update_gate_views(
+        _store(), "CD8A.gt.-1", "", False, "nk_lymphocytes", "objective"
+    )
+    texts = _gate_texts(out)
+    assert "every cell passes CD8A+" in texts["count"]
+    assert "every cell passes CD8A+" in out[4] and "every cell passes CD8A+" in out[6]
+    why = "no test: every patient has the same gate fraction (100.0%)"
+    for key in ("box", "nk"):
+        assert why in texts[key], key
+        for statistic in ("p =", "p <", "rho =", "nan", "r ="):
+            assert statistic not in texts[key], (key, statistic)
+    assert out[3].to_dict()["data"]  # the points are still shown
+    # the sweep has no AUC where every patient is the same (scipy would say p = 1)
+    curve = out[7].data[0]  # CD8A swept; its own threshold -1 keeps every cell
+    assert curve.x[0] == -1 and np.isnan(np.asarray(curve.y, dtype=float)[0])
+
+
+# -------------------------------------------- effect direction (issue 12, 9)
+def test_effect_directions_in_words_match_scipy(demo_bundle, demo_reference):
+    from analysis.stats import auc_sentence
+    from pages.cd8_states import update_gate_views
+
+    out = update_gate_views(_store(), "", "", False, "nk_over_nk_cd8", "objective")
+    frac = demo_reference.groupby(["cohort", "patient_id"]).agg(
+        song=("song", "mean"), recist=("recist", "first")
+    )
+    resp = frac[frac["recist"].isin(["CR", "PR"])]["song"]
+    nonresp = frac[frac["recist"].isin(["SD", "PD"])]["song"]
+    u = stats.mannwhitneyu(resp, nonresp).statistic  # U of the responders
+    r = 1 - 2 * u / (len(resp) * len(nonresp))
+    word = "lower" if r > 0 else "higher"
+    sentence = (
+        f"The gate fraction is {word} in responders than in non-responders "
+        f"(r = {r:.2f})"
+    )
+    box = out[3].to_dict()["layout"]["title"]["text"]
+    assert sentence in box and sentence in out[4]
+    # Spearman rho vs NK, its sign in words
+    cohort = demo_bundle.cohort
+    pre = cohort[cohort["timepoint"] == "pre"]
+    means = pre.groupby(["cohort", "patient_id"])[["frac_nk", "frac_cd8"]].mean()
+    nk = means["frac_nk"] / (means["frac_nk"] + means["frac_cd8"])
+    joined = pd.concat([frac["song"], nk.rename("nk")], axis=1, join="inner")
+    rho = stats.spearmanr(joined["nk"], joined["song"]).statistic
+    more = "higher" if rho > 0 else "lower"
+    words = (
+        f"atients with more NK (NK / (NK + CD8)) have a {more} gate fraction "
+        f"(rho = {rho:.2f})"
+    )
+    assert words in out[5].to_dict()["layout"]["title"]["text"] and words in out[6]
+    # sensitivity: AUC = U / (n1 n2) = share of pairs where the responder is higher
+    auc = u / (len(resp) * len(nonresp))
+    said = auc_sentence(auc, quantity="gate fraction", lower_predicts=False)
+    assert said in out[7].to_dict()["layout"]["title"]["text"]
+    assert said in out[8]
+    assert "the responder has the higher gate fraction" in out[8]
+
+
+@pytest.mark.browser
+def test_a_gate_no_cell_passes_in_browser(dash_duo, demo_bundle):
+    from dash.testing.wait import until
+
+    import app
+
+    dash_duo.start_server(app.app, port=free_port())
+    dash_duo.driver.get(dash_duo.server_url + "/cd8-states?gate=CD69.gt.99~GZMB.gt.0")
+    dash_duo.wait_for_text_to_equal("#cd8-states-gate-n", "0", timeout=60)
+    count = dash_duo.find_element("#cd8-states-gate-count").text
+    assert "cells pass the gate" in count and "observed CD69 range" in count
+    until(lambda: "0 cells pass the gate" in _layout_text(dash_duo, BOX_ID), 30)
+    until(
+        lambda: "0 cells pass the gate" in _layout_text(dash_duo, "cd8-states-nk"), 30
+    )
+    for graph in (BOX_ID, "cd8-states-nk"):
+        text = _layout_text(dash_duo, graph)
+        assert "p =" not in text and "rho" not in text and "nan" not in text
