@@ -151,7 +151,7 @@ def overview_patients(view, state: dict | None = None) -> tuple[pd.DataFrame, di
         if resolved["metric"]
         else "",
         "definition_label": DEFINITIONS[resolved["definition"]].label,
-        "gate_name": gate.name,
+        "gate_name": gating.gate_display_name(gate),
         "gate_phenotype": gate.phenotype,
         "gate_note": "",
         "has_cells": store is not None,
@@ -165,7 +165,7 @@ def overview_patients(view, state: dict | None = None) -> tuple[pd.DataFrame, di
             # evaluated without a marker it would not be the published gate
             info["gate_note"] = (
                 f"No gate column: the dataset lacks {', '.join(missing)} of the "
-                f"{gate.name} ({gate.phenotype})."
+                f"{gating.gate_display_name(gate)} ({gate.phenotype})."
             )
         else:
             # all cells, not only the filtered ones: indexing six genes by the

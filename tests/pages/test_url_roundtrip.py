@@ -340,13 +340,6 @@ def test_nav_links_carry_the_shared_metric_and_definition(dash_duo, demo_bundle)
 
 
 @pytest.mark.browser
-@pytest.mark.xfail(
-    reason="pages/cd8_states.py update_controls reads the metric and definition from "
-    "the dropdowns' State, which Dash 4 has already cleared (the value arrived before "
-    "its options): it must fall back to the values the layout read from the URL "
-    "(issue 12 item 3, CD8 page owner)",
-    strict=False,
-)
 def test_cd8_page_opens_with_the_metric_the_nav_link_carries(dash_duo, demo_bundle):
     import app
 
