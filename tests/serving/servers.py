@@ -88,33 +88,41 @@ def gunicorn(
 
 def callback_payload(base: str, marker: str, values: list, **kwargs) -> dict:
     """The body the browser POSTs to run the callback whose output contains
-    ``marker``, with ``values`` for its inputs.
+    ``marker``, with ``values`` for its first inputs (later inputs and every state
+    are sent as ``None``, as for controls whose options have not arrived yet).
 
     Built from the server's own callback map (``_dash-dependencies``), so it follows
-    the page's outputs.
+    the page's outputs and inputs as they change.
     """
     deps = requests.get(f"{base}_dash-dependencies", timeout=30, **kwargs).json()
     spec = next(d for d in deps if marker in d["output"])
     outputs = []
     for part in spec["output"].strip(".").split("..."):
         comp, prop = part.rsplit(".", 1)
+        if comp.startswith("{"):  # pattern-matching id, e.g. a page-state store
+            comp = json.loads(comp)
         outputs.append({"id": comp, "property": prop})
-    inputs = [
-        {"id": i["id"], "property": i["property"], "value": value}
-        for i, value in zip(spec["inputs"], values, strict=True)
-    ]
-    return {
+    payload = {
         "output": spec["output"],
         "outputs": outputs if len(outputs) > 1 else outputs[0],
-        "inputs": inputs,
-        "changedPropIds": [f"{i['id']}.{i['property']}" for i in spec["inputs"]],
-        "state": [],
+        "inputs": [{"id": i["id"], "property": i["property"]} for i in spec["inputs"]],
+        "changedPropIds": [
+            f"{spec['inputs'][0]['id']}.{spec['inputs'][0]['property']}"
+        ],
+        "state": [
+            {"id": i["id"], "property": i["property"], "value": None}
+            for i in spec.get("state", [])
+        ],
     }
+    return with_inputs(payload, values)
 
 
 def with_inputs(payload: dict, values: list) -> dict:
-    """A copy of ``payload`` with new input values."""
-    inputs = [{**i, "value": v} for i, v in zip(payload["inputs"], values, strict=True)]
+    """A copy of ``payload`` with ``values`` for its first inputs, ``None`` after."""
+    if len(values) > len(payload["inputs"]):
+        raise ValueError(f"{len(values)} values for {len(payload['inputs'])} inputs")
+    padded = [*values, *[None] * (len(payload["inputs"]) - len(values))]
+    inputs = [{**i, "value": v} for i, v in zip(payload["inputs"], padded, strict=True)]
     return {**payload, "inputs": inputs}
 
 
