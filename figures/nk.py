@@ -290,15 +290,19 @@ def forest_figure(
         if first_pool is not None
         else ""
     )
+    title = titled(
+        "Effect per tumor type and per cohort",
+        f"{binary_label}; rank-biserial r with DeLong-based 95% CI; pooled by "
+        "DerSimonian-Laird random effects",
+        pooled_line,
+    )
+    # the title hangs from the top with room for every line: a wrapped pooled
+    # sentence must not run into the first stratum label
+    top = top_margin(title, 90)
     fig.update_layout(
-        title=titled(
-            "Effect per tumor type and per cohort",
-            f"{binary_label}; rank-biserial r with DeLong-based 95% CI; pooled by "
-            "DerSimonian-Laird random effects",
-            pooled_line,
-        ),
-        margin={"r": 230, "l": 250, "t": 110 if pooled_line else 90},
-        height=max(360, 60 + 30 * len(rows) + 90),
+        title=top_title(title),
+        margin={"r": 230, "l": 250, "t": top},
+        height=max(360, 60 + 30 * len(rows) + top),
     )
     return fig
 
