@@ -27,13 +27,16 @@ from figures.nk_format import (
     ci_text,
     group_color,
     number,
+)
+from figures.nk_survival import survival_panels
+from figures.panel import Panel
+from figures.template import (
+    RESPONSE_COLORS,
+    empty_figure,
     titled,
     top_margin,
     top_title,
 )
-from figures.nk_survival import survival_panels
-from figures.panel import Panel
-from figures.template import RESPONSE_COLORS, empty_figure
 
 # ------------------------------------------------------------------------ box
 

@@ -22,12 +22,9 @@ from figures.nk_format import (
     SPLIT_LABELS,
     ci_text,
     html_wrap,
-    titled,
-    top_margin,
-    top_title,
 )
 from figures.panel import Panel
-from figures.template import empty_figure
+from figures.template import empty_figure, titled, top_margin, top_title
 
 # ------------------------------------------------------------------ survival
 
