@@ -22,6 +22,9 @@ from figures.cd8_state import (
 from figures.template import (
     RESPONSE_COLORS,
     empty_figure,
+    titled,
+    top_margin,
+    top_title,
 )
 
 
@@ -266,15 +269,18 @@ def gate_fraction_box(
         )
     excluded = int(table["group"].isna().sum())
     headline = test if test.startswith("no test") else f"{test}, {_p_text(p)}"
-    sub = gate_title_suffix(page, result)
-    if direction:
-        sub = f"{direction}<br>{sub}"
+    # wrapped subtitle lines, hung from the top: a half-width card cut them off
+    title = titled(
+        f"Gate fraction by response: {headline}",
+        direction,
+        gate_title_suffix(page, result),
+    )
     fig.update_layout(
-        title=f"Gate fraction by response: {headline}<br><sup>{sub}</sup>",
+        title=top_title(title),
         yaxis_title="% of patient's CD8 cells in gate",
         xaxis_title=definition.label,
         showlegend=False,
-        margin={"t": 110},
+        margin={"t": top_margin(title, 110)},
     )
     n_text = ", ".join(f"{g} n={len(v)}" for g, v in zip(groups, samples, strict=True))
     caption = (
@@ -357,11 +363,13 @@ def gate_vs_nk(
             hovertemplate="%{customdata[1]}<br>NK: %{x:.3g}<br>gate: %{y:.1f}% of "
             "%{customdata[2]} cells<br>click to highlight on the UMAP<extra></extra>",
         )
-    sub = gate_title_suffix(page, result)
-    if direction:
-        sub = f"{direction}<br>{sub}"
+    title = titled(
+        f"Gate fraction vs NK: {headline}, n={len(ok)}",
+        direction,
+        gate_title_suffix(page, result),
+    )
     fig.update_layout(
-        title=f"Gate fraction vs NK: {headline}, n={len(ok)}<br><sup>{sub}</sup>",
+        title=top_title(title),
         xaxis_title=f"{metric_label} (pre-treatment)",
         xaxis_title_font_size=11,
         yaxis_title="% of patient's CD8 cells in gate",
@@ -376,7 +384,7 @@ def gate_vs_nk(
             "title": {"side": "top"},
         },
         clickmode="event",
-        margin={"t": 110},
+        margin={"t": top_margin(title, 110)},
     )
     statistic = (
         f"{headline}."
@@ -455,16 +463,20 @@ def sensitivity_figure(
     )
     if result.empty:
         current = "0 cells pass, no AUC"
-    sub = gate_title_suffix(page, result) + (f"; {note}" if note else "")
+    title = titled(
+        "Does the association with response depend on one cut-off? "
+        f"(n={n_pos} vs {n_neg} patients)",
+        f"Current gate (◆): {current}",
+        gate_title_suffix(page, result) + (f"; {note}" if note else ""),
+    )
     fig.update_layout(
-        title="Does the association with response depend on one cut-off? "
-        f"(n={n_pos} vs {n_neg} patients)<br><sup>Current gate (◆): {current}"
-        f"<br>{sub}</sup>",
+        title=top_title(title),
         xaxis_title="threshold of the swept marker (log-norm. expression)",
-        yaxis_title="AUC: P(responder's gate fraction higher)",
+        # two short lines: one long line ran into the subtitle of a short plot
+        yaxis_title="AUC: P(responder's<br>gate fraction higher)",
         yaxis_range=[0, 1],
         legend_title_text="swept marker (◆ = current)",
-        margin={"t": 120},
+        margin={"t": top_margin(title, 120)},
     )
     return fig
 

@@ -8,7 +8,6 @@ computes a p-value.
 from __future__ import annotations
 
 import math
-import textwrap
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
@@ -17,85 +16,27 @@ from plotly.subplots import make_subplots
 
 from analysis import stats
 from analysis.nk_response import (
-    ENDPOINTS,
-    SPLITS,
     TIMEPOINT_LABELS,
     NKResponseAnalysis,
     PairedResult,
     analyze_nk_response,
-    article,
 )
 from analysis.stats import format_p
-from analysis.survival import CoxResult, KMResult
+from figures.nk_format import (
+    axis_label,
+    ci_text,
+    group_color,
+    number,
+)
+from figures.nk_survival import survival_panels
 from figures.panel import Panel
-from figures.template import QUALITATIVE, RESPONSE_COLORS, empty_figure
-
-NK_GROUP_COLORS = {"NK-low": "#4477aa", "NK-mid": "#999999", "NK-high": "#ee6677"}
-SPLIT_LABELS = {
-    "median": {"NK-low": "NK-low (≤ median)", "NK-high": "NK-high (> median)"},
-    "tertile": {
-        "NK-low": "NK-low (lowest third)",
-        "NK-mid": "NK-mid (middle third)",
-        "NK-high": "NK-high (highest third)",
-    },
-}
-
-
-def _num(x: float, digits: int = 2) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
-
-
-def _ci(low: float, high: float, digits: int = 2) -> str:
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return "CI n/a"
-    return f"95% CI {low:.{digits}f} to {high:.{digits}f}"
-
-
-def _axis(label: str) -> str:
-    """Break a long metric label onto two lines for an axis title."""
-    if len(label) > 30 and ", " in label:
-        head, tail = label.split(", ", 1)
-        return f"{head},<br>{tail}"
-    return label
-
-
-def _title(main: str, *subs: str, width: int = 80) -> str:
-    """Title with small subtitle lines (each ``sub`` on its own line, long ones
-    wrapped so a half-width card does not cut them off)."""
-    lines = [
-        line
-        for sub in subs
-        if sub
-        for line in (
-            textwrap.wrap(sub, width, break_on_hyphens=False)
-            if "<" not in sub
-            else [sub]
-        )
-    ]
-    return main + "".join(f"<br><sup>{line}</sup>" for line in lines)
-
-
-def _top(title: str, minimum: int) -> int:
-    """Top margin that fits a title of this many lines (see :func:`_top_title`)."""
-    # plotly spaces every title line at the main font's height, <sup> lines too
-    return max(minimum, 62 + 21 * title.count("<br>"))
-
-
-def _top_title(title: str) -> dict:
-    """A title hung from the top of the figure: plotly centres a title in the top
-    margin by default, so a long one spills into the plot."""
-    return {
-        "text": title,
-        "yref": "container",
-        "y": 1,
-        "yanchor": "top",
-        "pad": {"t": 34},  # below the modebar
-    }
-
-
-def _color(group: str, i: int) -> str:
-    return RESPONSE_COLORS.get(group) or QUALITATIVE[i % len(QUALITATIVE)]
-
+from figures.template import (
+    RESPONSE_COLORS,
+    empty_figure,
+    titled,
+    top_margin,
+    top_title,
+)
 
 # ------------------------------------------------------------------------ box
 
@@ -158,23 +99,23 @@ def nk_response_box(
             jitter=0.45,
             pointpos=0,
             quartilemethod="linear",
-            marker={"color": _color(group, i), "size": 5, "opacity": 0.65},
-            line={"color": _color(group, i)},
+            marker={"color": group_color(group, i), "size": 5, "opacity": 0.65},
+            line={"color": group_color(group, i)},
             fillcolor="rgba(0,0,0,0)",
             customdata=part[["cohort", "patient_id", "tumor_type", "n_samples"]],
             hovertemplate="%{customdata[0]} %{customdata[1]} (%{customdata[2]})<br>"
             + "value %{y:.4g}; samples averaged: %{customdata[3]}<extra></extra>",
             showlegend=False,
         )
-    title = _title(
+    title = titled(
         f"{metric_label}<br>by {definition_label}", *annotation.split("<br>"),
         subtitle,
     )  # fmt: skip
     fig.update_layout(
-        title=_top_title(title),
-        yaxis_title=_axis(metric_label),
+        title=top_title(title),
+        yaxis_title=axis_label(metric_label),
         xaxis_title=definition_label,
-        margin={"t": _top(title, 150), "l": 80},
+        margin={"t": top_margin(title, 150), "l": 80},
     )
     return fig
 
@@ -193,24 +134,24 @@ def roc_figure(
         x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#999"},
         name="chance (AUC 0.5)", hoverinfo="skip",
     )  # fmt: skip
-    name = f"AUC {roc.auc:.2f} ({_ci(roc.ci_low, roc.ci_high)}, DeLong)"
+    name = f"AUC {roc.auc:.2f} ({ci_text(roc.ci_low, roc.ci_high)}, DeLong)"
     fig.add_scatter(
         x=list(roc.fpr), y=list(roc.tpr), mode="lines", name=name,
         line={"color": RESPONSE_COLORS["Responder"], "width": 2.5},
         hovertemplate="false-positive rate %{x:.2f}<br>sensitivity %{y:.2f}"
         "<extra></extra>",
     )  # fmt: skip
-    title = _title(
+    title = titled(
         f"ROC: lower {metric_label}<br>predicts response",
         f"{binary_label}; n={roc.n_pos} responders, {roc.n_neg} non-responders",
         subtitle,
     )
     fig.update_layout(
-        title=_top_title(title),
+        title=top_title(title),
         xaxis={"title": "1 - specificity (false-positive rate)", "range": [0, 1]},
         yaxis={"title": "Sensitivity (true-positive rate)", "range": [0, 1.02]},
         legend={"x": 0.98, "y": 0.02, "xanchor": "right", "yanchor": "bottom"},
-        margin={"t": _top(title, 110)},
+        margin={"t": top_margin(title, 110)},
     )
     if roc.message:
         fig.add_annotation(
@@ -352,168 +293,20 @@ def forest_figure(
         if first_pool is not None
         else ""
     )
+    title = titled(
+        "Effect per tumor type and per cohort",
+        f"{binary_label}; rank-biserial r with DeLong-based 95% CI; pooled by "
+        "DerSimonian-Laird random effects",
+        pooled_line,
+    )
+    # the title hangs from the top with room for every line: a wrapped pooled
+    # sentence must not run into the first stratum label
+    top = top_margin(title, 90)
     fig.update_layout(
-        title=_title(
-            "Effect per tumor type and per cohort",
-            f"{binary_label}; rank-biserial r with DeLong-based 95% CI; pooled by "
-            "DerSimonian-Laird random effects",
-            pooled_line,
-        ),
-        margin={"r": 230, "l": 250, "t": 110 if pooled_line else 90},
-        height=max(360, 60 + 30 * len(rows) + 90),
+        title=top_title(title),
+        margin={"r": 230, "l": 250, "t": top},
+        height=max(360, 60 + 30 * len(rows) + top),
     )
-    return fig
-
-
-# ------------------------------------------------------------------ survival
-
-
-def _cox_text(cox: CoxResult | None) -> str:
-    if cox is None:
-        return ""
-    if cox.message:
-        return f"Cox ({cox.model}): {cox.message.split(': ', 1)[-1]}"
-    return (
-        f"Cox HR per SD {cox.hr:.2f} ({_ci(cox.ci_low, cox.ci_high)}), "
-        f"{format_p(cox.p)} [{cox.model}]"
-    )
-
-
-def _rgba(hex_color: str, alpha: float) -> str:
-    r, g, b = (int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
-    return f"rgba({r},{g},{b},{alpha})"
-
-
-def km_figure(
-    km: KMResult,
-    cox: Mapping[str, CoxResult],
-    *,
-    metric_label: str,
-    split: str,
-    group_labels: Mapping[str, str] | None = None,
-    origin: str = "treatment start",
-    landmark_note: str = "",
-) -> go.Figure:
-    """Kaplan-Meier curves by NK group with 95% bands, censor ticks and a
-    number-at-risk table.
-
-    Parameters
-    ----------
-    km
-        Curves, log-rank test and numbers at risk (``analysis.survival``).
-    cox
-        ``{"unadjusted": CoxResult, "adjusted": CoxResult}``.
-    metric_label
-        The metric the groups were split on.
-    split
-        ``median`` or ``tertile``.
-    group_labels
-        The range of each NK group ("NK among lymphocytes ≤ 0.0508"), from the
-        split's cut-offs; without it the groups are named by the split only.
-    origin
-        What time 0 is, short for the axis ("treatment start", "landmark (3 mo)").
-    landmark_note
-        A subtitle line on the landmark (who was excluded); blank without one.
-    """
-    if not km.curves:
-        return empty_figure(km.message or f"{km.endpoint}: no data")
-    labels = dict(SPLIT_LABELS.get(split, {}))
-    for group, text in (group_labels or {}).items():
-        labels[group] = f"{group}: {text}"
-    fig = make_subplots(
-        rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28],
-        vertical_spacing=0.26,
-    )  # fmt: skip
-    for curve in km.curves:
-        color = NK_GROUP_COLORS.get(curve.group, "#444444")
-        median = (
-            f"median {curve.median:.1f} mo"
-            if math.isfinite(curve.median)
-            else "median not reached"
-        )
-        if curve.ci_low:
-            # the band first, so the curve is drawn over it
-            fig.add_scatter(
-                x=list(curve.times), y=list(curve.ci_high), mode="lines",
-                line={"shape": "hv", "width": 0, "color": color},
-                legendgroup=curve.group, showlegend=False, hoverinfo="skip",
-                name=f"{curve.group} 95% CI upper", row=1, col=1,
-            )  # fmt: skip
-            fig.add_scatter(
-                x=list(curve.times), y=list(curve.ci_low), mode="lines",
-                line={"shape": "hv", "width": 0, "color": color},
-                fill="tonexty", fillcolor=_rgba(color, 0.15),
-                legendgroup=curve.group, showlegend=False, hoverinfo="skip",
-                name=f"{curve.group} 95% CI lower", row=1, col=1,
-            )  # fmt: skip
-        fig.add_scatter(
-            x=list(curve.times), y=list(curve.survival), mode="lines",
-            line={"shape": "hv", "color": color, "width": 2.2},
-            name=f"{labels.get(curve.group, curve.group)}: n={curve.n}, "
-            f"{curve.events} events, {median}",
-            legendgroup=curve.group,
-            customdata=list(zip(curve.ci_low, curve.ci_high, strict=True))
-            if curve.ci_low else None,
-            hovertemplate="%{x:.1f} months: %{y:.2f}"
-            + (" (95% CI %{customdata[0]:.2f}-%{customdata[1]:.2f})"
-               if curve.ci_low else "")
-            + "<extra>" + curve.group + "</extra>",
-            row=1, col=1,
-        )  # fmt: skip
-        if curve.censor_times:
-            fig.add_scatter(
-                x=list(curve.censor_times), y=list(curve.censor_survival),
-                mode="markers", marker={"symbol": "line-ns-open", "size": 8,
-                                        "color": color},
-                legendgroup=curve.group, showlegend=False, hoverinfo="skip",
-                row=1, col=1,
-            )  # fmt: skip
-    names = [c.group for c in km.curves]
-    for curve, counts in zip(km.curves, km.at_risk, strict=True):
-        fig.add_scatter(
-            x=list(km.risk_times), y=[curve.group] * len(counts),
-            text=[str(n) for n in counts], mode="text",
-            textfont={"color": NK_GROUP_COLORS.get(curve.group, "#444"), "size": 12},
-            showlegend=False, hoverinfo="skip", row=2, col=1,
-        )  # fmt: skip
-    test = (
-        f"log-rank {format_p(km.logrank_p)}"
-        if math.isfinite(km.logrank_p)
-        else km.message
-    )
-    sub = "<br>".join(t for t in (_cox_text(cox.get("unadjusted")),
-                                  _cox_text(cox.get("adjusted"))) if t)  # fmt: skip
-    title = _title(
-        f"{km.endpoint}<br>by {metric_label}",
-        landmark_note,
-        f"NK groups: {SPLITS.get(split, split)}; {test}",
-        *sub.split("<br>"),
-    )
-    top = _top(title, 175)
-    fig.update_layout(
-        title=_top_title(title),
-        legend={"orientation": "h", "y": -0.22, "x": 0, "yanchor": "top"},
-        margin={"t": top, "b": 40},
-        height=560 + top - 175,
-    )
-    fig.update_yaxes(title="Survival probability", range=[0, 1.03], row=1, col=1)
-    fig.update_yaxes(
-        type="category", categoryorder="array",
-        categoryarray=list(reversed(names)), range=[-0.6, len(names) - 0.4],
-        showline=False, ticks="", row=2, col=1,
-    )  # fmt: skip
-    fig.update_xaxes(
-        title=f"Months since {origin}",
-        tickvals=list(km.risk_times),
-        showticklabels=True,
-        row=1,
-        col=1,
-    )
-    fig.update_xaxes(visible=False, row=2, col=1)
-    fig.add_annotation(
-        text="Number at risk", x=0, y=1.0, xref="paper", yref="y2 domain",
-        xanchor="left", yanchor="bottom", showarrow=False, font={"size": 12},
-    )  # fmt: skip
     return fig
 
 
@@ -556,7 +349,7 @@ def logistic_table(
     if result.dropped:
         note += "; left out: " + "; ".join(result.dropped)
     fig.update_layout(
-        title=_title(
+        title=titled(
             # the model on its own lines: one line is wider than a half-width card
             "Logistic regression<br>"
             + _formula(result.formula, binary_label).replace(" ~ ", "<br>~ ", 1),
@@ -609,7 +402,7 @@ def paired_figure(
             xs += ["pre", "on", None]
             ys += [row.pre, row.on, None]
             ids += [f"{row.cohort} {row.patient_id}"] * 2 + [None]
-        color = _color(group, i - 1)
+        color = group_color(group, i - 1)
         fig.add_scatter(
             x=xs, y=ys, mode="lines+markers", line={"color": color, "width": 1},
             marker={"size": 4, "color": color}, opacity=0.55, text=ids,
@@ -622,12 +415,12 @@ def paired_figure(
             line={"color": "#111", "width": 3}, marker={"size": 9, "color": "#111"},
             name="median", showlegend=i == 1, row=1, col=i,
         )  # fmt: skip
-    fig.update_yaxes(title=_axis(metric_label), row=1, col=1)
+    fig.update_yaxes(title=axis_label(metric_label), row=1, col=1)
     fig.update_xaxes(
         type="category", categoryorder="array", categoryarray=["pre", "on"]
     )
     fig.update_layout(
-        title=_title(
+        title=titled(
             f"{metric_label}<br>pre- vs on-treatment, per patient",
             f"{definition_label}; two-sided Wilcoxon signed-rank test per group",
         ),
@@ -638,106 +431,6 @@ def paired_figure(
 
 
 # ------------------------------------------------------------------ panels
-
-
-def _wrap(text: str, width: int = 62) -> str:
-    return "<br>".join(textwrap.wrap(text, width))
-
-
-def survival_panels(
-    result: NKResponseAnalysis,
-    provenance: Mapping[str, object],
-    *,
-    timepoint_label: str,
-) -> list[Panel]:
-    """The Kaplan-Meier / Cox panels: drawn, or empty saying why.
-
-    Survival by an NK value measured after treatment start is drawn only from a
-    landmark (``result.survival_message`` says so otherwise).
-    """
-    metric = result.metric.label
-    landmark = result.state.landmark
-    split = result.state.split
-    groups = result.split_definitions(result.metric.short)
-    cut_text = "; ".join(f"{g}: {t}" for g, t in groups.items())
-    present = [
-        key
-        for key, (time, _event, _name) in ENDPOINTS.items()
-        if time in result.patients.columns and result.patients[time].notna().any()
-    ]
-    if result.survival_message:
-        return [
-            Panel(
-                key=f"nk-km-{key}",
-                title=ENDPOINTS[key][2],
-                figure=empty_figure(_wrap(result.survival_message)),
-                caption=result.survival_message,
-                provenance=dict(provenance, test="none (see caption)"),
-            )
-            for key in present
-        ]
-    panels = []
-    for key, km in result.km.items():
-        cox = result.cox.get(key, {})
-        rows = [
-            {"group": c.group, "time": t, "at_risk": n}
-            for c, counts in zip(km.curves, km.at_risk, strict=True)
-            for t, n in zip(km.risk_times, counts, strict=True)
-        ]
-        excluded = result.n_before_landmark.get(key, 0)
-        landmark_note = (
-            ""
-            if landmark is None
-            else f"Landmark {landmark:g} months: time from the landmark; {excluded} "
-            f"patient{'s' if excluded != 1 else ''} with follow-up ending by then "
-            "excluded"
-        )
-        n_split = int(result.patients["nk_group"].notna().sum())
-        landmark_text = (
-            " Survival from treatment start."
-            if landmark is None
-            else f" Landmark {landmark:g} months after treatment start: {excluded} "
-            f"patient{'s' if excluded != 1 else ''} whose event or censoring came at "
-            "or before it excluded; time counted from the landmark."
-        )
-        caption = (
-            f"{km.endpoint} by NK group: {cut_text} ({SPLITS[split]} of the "
-            f"{n_split} patients with {article(timepoint_label)} value of {metric} "
-            "in the filtered cohort); "
-            + "; ".join(f"{c.group} n={c.n}, {c.events} events" for c in km.curves)
-            + "."
-            + landmark_text
-            + " Shaded: pointwise 95% confidence bands (log-log Greenwood). "
-            "Log-rank test; Cox proportional hazards per SD of the metric (Efron "
-            "ties), unadjusted and stratified by tumor type."
-            + (f" {km.message}" if km.message else "")
-        )
-        panels.append(
-            Panel(
-                key=f"nk-km-{key}",
-                title=km.endpoint,
-                figure=km_figure(
-                    km,
-                    cox,
-                    metric_label=metric,
-                    split=split,
-                    group_labels=groups,
-                    origin="treatment start"
-                    if landmark is None
-                    else f"landmark ({landmark:g} mo)",
-                    landmark_note=landmark_note,
-                ),
-                table=pd.DataFrame(rows),
-                caption=caption,
-                provenance=dict(
-                    provenance,
-                    test="log-rank; Cox PH",
-                    nk_groups=cut_text,
-                    survival_time_from=result.survival_origin,
-                ),
-            )
-        )
-    return panels
 
 
 def nk_panels(view, state: Mapping[str, object] | None = None) -> list[Panel]:
@@ -820,7 +513,7 @@ def panels_from_analysis(view, result: NKResponseAnalysis) -> list[Panel]:
     roc = result.roc
     roc_caption = (
         f"Direction stated: lower {metric} predicts response ({result.binary_label}); "
-        f"AUC {_num(roc.auc)} ({_ci(roc.ci_low, roc.ci_high)}, DeLong), "
+        f"AUC {number(roc.auc)} ({ci_text(roc.ci_low, roc.ci_high)}, DeLong), "
         f"n={roc.n_pos} responders / {roc.n_neg} non-responders. "
         f"{result.auc_text}; AUC < 0.5 means higher values in responders. "
         f"{result.direction_text}."
@@ -852,7 +545,7 @@ def panels_from_analysis(view, result: NKResponseAnalysis) -> list[Panel]:
     )
     pooled = result.pooled.get("tumor_type")
     pooled_text = (
-        f"pooled r {pooled.estimate:.2f} ({_ci(pooled.ci_low, pooled.ci_high)}), "
+        f"pooled r {pooled.estimate:.2f} ({ci_text(pooled.ci_low, pooled.ci_high)}), "
         f"I² = {100 * pooled.i2:.0f}%; "
         + stats.direction_sentence(pooled.estimate, quantity=result.quantity)
         if pooled is not None and math.isfinite(pooled.estimate)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import plotly.graph_objects as go
 import plotly.io as pio
 
@@ -76,3 +78,40 @@ def empty_figure(message: str) -> go.Figure:
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return fig
+
+
+# ------------------------------------------------------------------ titles
+
+
+def titled(main: str, *subs: str, width: int = 80) -> str:
+    """Title with small subtitle lines (each ``sub`` on its own line, long ones
+    wrapped so a half-width card does not cut them off)."""
+    lines = [
+        line
+        for sub in subs
+        if sub
+        for line in (
+            textwrap.wrap(sub, width, break_on_hyphens=False)
+            if "<" not in sub
+            else [sub]
+        )
+    ]
+    return main + "".join(f"<br><sup>{line}</sup>" for line in lines)
+
+
+def top_margin(title: str, minimum: int) -> int:
+    """Top margin that fits a title of this many lines (see :func:`top_title`)."""
+    # plotly spaces every title line at the main font's height, <sup> lines too
+    return max(minimum, 62 + 21 * title.count("<br>"))
+
+
+def top_title(title: str) -> dict:
+    """A title hung from the top of the figure: plotly centres a title in the top
+    margin by default, so a long one spills into the plot."""
+    return {
+        "text": title,
+        "yref": "container",
+        "y": 1,
+        "yanchor": "top",
+        "pad": {"t": 34},  # below the modebar
+    }

@@ -12,12 +12,12 @@ from data.filters import CohortFilter
 from data.view import cohort_view
 from figures.nk import (
     forest_figure,
-    km_figure,
     logistic_table,
     nk_panels,
     nk_response_box,
     roc_figure,
 )
+from figures.nk_survival import km_figure
 from tests.conftest import DATA_DIR
 
 
