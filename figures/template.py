@@ -68,8 +68,14 @@ def register_template() -> None:
     pio.templates.default = TEMPLATE_NAME
 
 
-def empty_figure(message: str) -> go.Figure:
-    """A blank figure carrying a message (for 'nothing to show')."""
+def empty_figure(message: str, *, width: int = 55) -> go.Figure:
+    """A blank figure carrying a message (for 'nothing to show').
+
+    A message without line breaks of its own is wrapped at ``width`` characters: an
+    annotation is one line, and a long one was cut off at both sides of a card.
+    """
+    if "<br>" not in message:
+        message = "<br>".join(textwrap.wrap(message, width)) or message
     fig = go.Figure()
     fig.add_annotation(
         text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,

@@ -80,3 +80,17 @@ def test_every_figure_text_reads_as_a_sentence(demo_dir, view_name):
                             found.append(f"{where}: {slip} at {match.group(0)!r}")
                             found.append(f"    in: {text[:300]!r}")
     assert not found, "\n".join(found)
+
+
+def test_a_long_empty_state_message_is_wrapped_not_cut():
+    from figures.template import empty_figure
+
+    message = (
+        "0 cells pass the gate: no statistics (CD69 threshold 99 is outside the "
+        "observed CD69 range in the filtered cells (0.00 to 4.29))"
+    )
+    text = empty_figure(message).layout.annotations[0].text
+    lines = text.split("<br>")
+    assert len(lines) > 1 and max(len(line) for line in lines) <= 55
+    assert " ".join(lines) == message  # nothing lost
+    assert empty_figure("a<br>b").layout.annotations[0].text == "a<br>b"
