@@ -428,7 +428,9 @@ def _column_defs(table, info: dict) -> list[dict]:
             column["pinned"] = "left"
             column["lockPinned"] = True
         if field.startswith("frac_") or field == "nk_value":
-            column["valueFormatter"] = _format(".3~g" if field == "nk_value" else ".3f")
+            # 3 significant digits kept as digits: "0.0300" beside "0.0693", never a
+            # bare "0.03" that reads as less precise
+            column["valueFormatter"] = _format(".3g" if field == "nk_value" else ".3f")
             column["filter"] = "agNumberColumnFilter"
         elif field == "gate_pct":
             column["valueFormatter"] = _format(".1f", " %")

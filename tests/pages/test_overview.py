@@ -375,3 +375,58 @@ def test_unknown_dataset_is_a_message_not_a_traceback(demo_bundle):
     assert out[OUT["content"]] is True
     body, _title, is_open = open_patient({"rowId": "A|P1"}, store, {})
     assert is_open and "cannot be used" in _text(body)
+
+
+def _fresh_visit(dash_duo, url: str) -> None:
+    """Open ``url`` as a new visitor would: nothing remembered from the last page."""
+    driver = dash_duo.driver
+    driver.get("about:blank")
+    driver.delete_all_cookies()
+    driver.get(dash_duo.server_url + "/")
+    driver.execute_script("window.localStorage.clear(); window.sessionStorage.clear();")
+    driver.get(dash_duo.server_url + url)
+
+
+@pytest.mark.browser
+def test_every_overview_key_round_trips_in_a_fresh_browser(dash_duo, demo_bundle):
+    """metric and definition, each allowed value: the controls, the table's note
+    (n per response group, patients with a value) and the address bar agree with
+    the callback computed server-side for the same link."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    import app
+    from analysis.nk_metrics import available_metrics
+    from analysis.response import DEFINITIONS, available_definitions
+    from pages.overview import update_overview
+
+    cohort = demo_bundle.cohort
+    links = [("metric", m.key, m.label) for m in available_metrics(cohort)]
+    links += [
+        ("definition", d, DEFINITIONS[d].label) for d in available_definitions(cohort)
+    ]
+    dash_duo.start_server(app.app, port=free_port())
+    for key, value, label in links:
+        out = update_overview(_store(), *(
+            (value, None) if key == "metric" else (None, value)
+        ), {})  # fmt: skip
+        expected_note = _text(out[OUT["table_note"]])
+        _fresh_visit(dash_duo, f"/?dataset=demo&{key}={value}")
+        dash_duo.wait_for_contains_text(f"#overview-{key}", label, timeout=30)
+        dash_duo.wait_for_contains_text(
+            "#overview-table-note", expected_note[:80], timeout=30
+        )
+        shown = dash_duo.find_element("#overview-table-note").text
+        assert " ".join(shown.split()) == " ".join(expected_note.split()), (key, value)
+        WebDriverWait(dash_duo.driver, 20).until(
+            lambda driver, k=key, v=value: f"{k}={v}" in driver.current_url
+        )
+        assert not dash_duo.driver.find_elements("css selector", ".link-notice")
+
+
+def test_nk_column_shows_three_significant_digits_with_trailing_zeros(demo_bundle):
+    from pages.overview import update_overview
+
+    out = update_overview(_store(), None, None, {})
+    column = next(c for c in out[OUT["columns"]] if c.get("field") == "nk_value")
+    # d3-format: '.3g' keeps trailing zeros (0.0300); '.3~g' would print 0.03
+    assert "d3.format('.3g')" in column["valueFormatter"]["function"]
