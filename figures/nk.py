@@ -218,7 +218,8 @@ def forest_figure(
                     {
                         "label": f"<i>{label}</i>",
                         "kind": "pooled",
-                        "text": "not pooled: needs 2 strata with an estimate",
+                        # two lines: one ran past the right margin
+                        "text": "not pooled: needs 2 strata<br>with an estimate",
                     }
                 )
     if not rows:
