@@ -152,3 +152,34 @@ def bundle_factory(tmp_path):
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+# ------------------------------------------------ Dash component trees (no browser)
+
+
+def component_text(component) -> str:
+    """All text of a Dash component tree."""
+    if component is None:
+        return ""
+    if isinstance(component, str | int | float):
+        return str(component)
+    if isinstance(component, list | tuple):
+        return " ".join(component_text(c) for c in component)
+    return component_text(getattr(component, "children", None))
+
+
+def find_component(component, component_id):
+    """The component with ``id`` in a tree (None when absent)."""
+    if isinstance(component, list | tuple):
+        for child in component:
+            found = find_component(child, component_id)
+            if found is not None:
+                return found
+        return None
+    if getattr(component, "id", None) == component_id:
+        return component
+    children = getattr(component, "children", None)
+    return None if children is None else find_component(children, component_id)
+
+
+#: outputs of update_overview by name (the callback returns a tuple)

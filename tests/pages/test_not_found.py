@@ -4,20 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import free_port
-
-
-def _find(component, component_id):
-    if isinstance(component, list | tuple):
-        for child in component:
-            found = _find(child, component_id)
-            if found is not None:
-                return found
-        return None
-    if getattr(component, "id", None) == component_id:
-        return component
-    children = getattr(component, "children", None)
-    return None if children is None else _find(children, component_id)
+from tests.conftest import find_component, free_port
 
 
 def test_not_found_layout_links_home_with_the_global_filter():
@@ -32,11 +19,11 @@ def test_not_found_layout_links_home_with_the_global_filter():
     layout = page["layout"](
         tumor_type=["melanoma", "NSCLC"], dataset="demo", metric="foo"
     )
-    home = _find(layout, "not-found-home")
+    home = find_component(layout, "not-found-home")
     assert home.href == "/?dataset=demo&tumor_type=melanoma&tumor_type=NSCLC"
     assert "does not exist" in str(layout)
     plain = page["layout"]()
-    assert _find(plain, "not-found-home").href == "/"
+    assert find_component(plain, "not-found-home").href == "/"
 
 
 def test_not_found_page_is_not_in_the_navigation():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from data.filters import CohortFilter
-from tests.conftest import free_port
+from tests.conftest import component_text, find_component, free_port
 
 
 def _store(**fields) -> dict:
@@ -36,32 +36,6 @@ def test_overview_empty_state(demo_bundle):
     assert content_hidden is True and empty_hidden is False
 
 
-def _text(component) -> str:
-    """All text of a Dash component tree."""
-    if component is None:
-        return ""
-    if isinstance(component, str | int | float):
-        return str(component)
-    if isinstance(component, list | tuple):
-        return " ".join(_text(c) for c in component)
-    return _text(getattr(component, "children", None))
-
-
-def _find(component, component_id):
-    """The component with ``id`` in a tree (None when absent)."""
-    if isinstance(component, list | tuple):
-        for child in component:
-            found = _find(child, component_id)
-            if found is not None:
-                return found
-        return None
-    if getattr(component, "id", None) == component_id:
-        return component
-    children = getattr(component, "children", None)
-    return None if children is None else _find(children, component_id)
-
-
-#: outputs of update_overview by name (the callback returns a tuple)
 OUT = {
     name: i
     for i, name in enumerate(
@@ -154,7 +128,7 @@ def test_overview_link_with_unknown_values_shows_notice(demo_bundle):
 
     # the dropdowns have no options yet: the values come from the link
     out = update_overview(_store(), None, None, {"metric": "foo", "definition": "nope"})
-    text = _text(out[OUT["notice"]])
+    text = component_text(out[OUT["notice"]])
     assert "NK metric “foo”" in text and "metric=foo" in text
     assert "showing NK among lymphocytes, NK / (NK + CD8 + CD4 + B) instead" in text
     assert "response definition “nope”" in text and "definition=nope" in text
@@ -178,16 +152,16 @@ def test_open_patient_panel_callback(demo_bundle):
     body, title, is_open = open_patient(clicked, store, out[OUT["state"]])
     assert is_open is True
     assert title == f"Patient {row['patient_id']} ({row['cohort']})"
-    text = _text(body)
+    text = component_text(body)
     assert row["tumor_type"] in text and row["treatment"] in text
     assert f"{row['gate_pct']:.1f}% " in text
     assert f"{row['n_in_gate']} of {row['n_cells']} cells" in text
     assert f"n = {row['n_cells']} CD8 cells" in text
     # one NK row per timepoint, the pre-treatment value equals the table's
-    nk = _text(_find(body, "overview-nk"))
+    nk = component_text(find_component(body, "overview-nk"))
     assert f"{row['nk_value']:.3g}" in nk
     assert "NK / (NK + CD8) (ratio, 0-1)" in nk
-    link = _find(body, "overview-cd8-link")
+    link = find_component(body, "overview-cd8-link")
     url = urlsplit(link.href)
     assert url.path == "/cd8-states"
     query = parse_qs(url.query)
@@ -214,7 +188,7 @@ def test_state_mix_in_panel_counts_the_patients_cells(demo_bundle):
     ]["sample_id"]
     own = obs[obs["sample_id"].astype(str).isin(samples)]
     counts = own["cd8_state"].astype(str).value_counts()
-    states = _text(_find(body, "overview-states"))
+    states = component_text(find_component(body, "overview-states"))
     for state, n in counts.items():
         assert f"{state} {n} {100 * n / len(own):.1f}" in states
 
@@ -371,10 +345,10 @@ def test_unknown_dataset_is_a_message_not_a_traceback(demo_bundle):
 
     store = CohortFilter.from_mapping({"dataset": "nope"}).to_dict()
     out = update_overview(store)
-    assert "cannot be used" in _text(out[OUT["notice"]])
+    assert "cannot be used" in component_text(out[OUT["notice"]])
     assert out[OUT["content"]] is True
     body, _title, is_open = open_patient({"rowId": "A|P1"}, store, {})
-    assert is_open and "cannot be used" in _text(body)
+    assert is_open and "cannot be used" in component_text(body)
 
 
 def _fresh_visit(dash_duo, url: str) -> None:
@@ -409,7 +383,7 @@ def test_every_overview_key_round_trips_in_a_fresh_browser(dash_duo, demo_bundle
         out = update_overview(_store(), *(
             (value, None) if key == "metric" else (None, value)
         ), {})  # fmt: skip
-        expected_note = _text(out[OUT["table_note"]])
+        expected_note = component_text(out[OUT["table_note"]])
         _fresh_visit(dash_duo, f"/?dataset=demo&{key}={value}")
         dash_duo.wait_for_contains_text(f"#overview-{key}", label, timeout=30)
         dash_duo.wait_for_contains_text(
