@@ -227,6 +227,28 @@ def parse_gate(text: str | None, *, name: str | None = None) -> Gate:
     return Gate(markers=tuple(markers), name=gate_name)
 
 
+def with_dataset_spelling(gate: Gate, available: Sequence[str] | pd.Index) -> Gate:
+    """The gate with each gene spelled as the dataset spells it.
+
+    A link typed by hand (``gate=cd69.gt.0``) names the same gene as ``CD69``; the
+    gene then matches ignoring case. Genes with no match are kept as written (they
+    are reported as missing markers, never silently dropped).
+
+    Raises
+    ------
+    GateError
+        Two markers name the same gene once spelled as the dataset does.
+    """
+    by_folded = {str(g).casefold(): str(g) for g in available}
+    markers = []
+    for marker in gate.markers:
+        gene = by_folded.get(marker.gene.casefold(), marker.gene)
+        if gene in (m.gene for m in markers):
+            raise GateError(f"gene {gene} appears twice in the gate")
+        markers.append(replace(marker, gene=gene))
+    return replace(gate, markers=tuple(markers))
+
+
 def missing_markers(gate: Gate, available: Sequence[str] | pd.Index) -> list[str]:
     """Gate genes absent from ``available`` (in gate order)."""
     present = set(available)

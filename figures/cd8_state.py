@@ -224,6 +224,13 @@ def parse_state(
              f"could not be read ({err})")  # fmt: skip
     if not gate.markers:
         gate = gating.default_gate()
+    if genes is not None:
+        try:  # a hand-typed link: cd69 is CD69
+            gate = gating.with_dataset_spelling(gate, genes)
+        except gating.GateError as err:
+            gate = gating.default_gate()
+            fall("gate", gate_text, f"the published gate ({gate.phenotype})",
+                 f"could not be read ({err})")  # fmt: skip
     asked_name = " ".join(_first(state.get("gate_name")).split())
     if asked_name and not gate.name and asked_name != gate.display_name:
         # the published name on a modified gate (older links wrote it for every gate)

@@ -109,3 +109,27 @@ def test_the_published_name_on_a_modified_gate_is_reported(samples):
         {"gate_name": "Song et al. CD8 state"}, samples=samples, genes=GENES
     )
     assert published.fallbacks == ()
+
+
+def test_gate_genes_in_a_link_match_ignoring_case(samples):
+    page = cd8.parse_state(
+        {"gate": "cd69.gt.0~Bcl2.gt.0~EOMES.gt.0~gzmb.gt.0~havcr2.le.0~TNFRSF18.le.0"},
+        samples=samples,
+        genes=GENES,
+    )
+    assert page.fallbacks == ()
+    assert [m.gene for m in page.gate.markers] == [
+        "CD69", "BCL2", "EOMES", "GZMB", "HAVCR2", "TNFRSF18"
+    ]  # fmt: skip
+    # spelled as the dataset does, it is the published gate again
+    assert page.gate.display_name == "Song et al. CD8 state"
+    # a gene the dataset lacks is kept and reported, not dropped
+    lacking = cd8.parse_state({"gate": "cd69.gt.0~nosuch.gt.0"}, samples=samples,
+                              genes=GENES)  # fmt: skip
+    assert [m.gene for m in lacking.gate.markers] == ["CD69", "nosuch"]
+    assert [f.key for f in lacking.fallbacks] == ["gate"]
+    # two spellings of one gene are one gene twice: the link cannot be read
+    twice = cd8.parse_state({"gate": "CD69.gt.0~cd69.gt.1"}, samples=samples,
+                            genes=GENES)  # fmt: skip
+    assert twice.gate.display_name == "Song et al. CD8 state"
+    assert "appears twice" in twice.fallbacks[0].reason
