@@ -47,7 +47,8 @@ def renderer_status() -> dict[str, str]:
         browser = os.environ.get("BROWSER_PATH") or next(
             filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None
         )
-    if browser and getattr(export, "_RENDERER", None) is not None:
+    running = getattr(export, "renderer_running", None)
+    if browser and callable(running) and running():
         return {"status": "ok", "detail": f"renderer running, browser {browser}"}
     if not browser:
         return {

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 from pypdf import PdfReader
 
-from figures import export
+from figures import export, export_layout, export_render
 from figures.export import ExportError, ExportSettings, read_provenance
 from figures.panel import Panel
 from tests.conftest import DATA_DIR, ROOT
@@ -98,7 +98,7 @@ def test_restyle_scales_fonts_unifies_family_white_background():
     assert layout["font"]["size"] == pytest.approx(26)  # 13 px on screen -> 26 px
     assert layout["annotations"][0]["font"] == {
         "size": pytest.approx(20),
-        "family": export.FONT_FAMILY,
+        "family": export_layout.FONT_FAMILY,
     }
     assert slide["data"][0]["marker"]["size"] == pytest.approx(12)
     assert layout["paper_bgcolor"] == layout["plot_bgcolor"] == "white"
@@ -122,17 +122,17 @@ def test_sample_mode_is_stratified_and_seeded():
     out, note = export.prepare_points(
         fig, fmt="svg", mode="sample", limit=4_000, seed=7
     )
-    sizes = [len(export._array(t["x"])) for t in out["data"]]
+    sizes = [len(export_layout.trace_array(t["x"])) for t in out["data"]]
     assert sizes == [3_000, 1_000]  # proportional: 3/4 and 1/4 of 4,000
     assert {t["type"] for t in out["data"]} == {"scatter"}
     assert "seed 7" in note and "4,000 of 40,000" in note
     again, _ = export.prepare_points(fig, fmt="svg", mode="sample", limit=4_000, seed=7)
     other, _ = export.prepare_points(fig, fmt="svg", mode="sample", limit=4_000, seed=8)
-    first = export._array(out["data"][0]["x"])
-    assert np.array_equal(first, export._array(again["data"][0]["x"]))
-    assert not np.array_equal(first, export._array(other["data"][0]["x"]))
+    first = export_layout.trace_array(out["data"][0]["x"])
+    assert np.array_equal(first, export_layout.trace_array(again["data"][0]["x"]))
+    assert not np.array_equal(first, export_layout.trace_array(other["data"][0]["x"]))
     # every kept point is one of the original points of its trace
-    original = set(export._array(fig["data"][0]["x"]).tolist())
+    original = set(export_layout.trace_array(fig["data"][0]["x"]).tolist())
     assert set(first.tolist()) <= original
 
 
@@ -145,7 +145,7 @@ def test_sample_mode_stratifies_categorical_colours_within_a_trace():
         )
     ).to_dict()  # fmt: skip
     out, _ = export.prepare_points(fig, fmt="pdf", mode="sample", limit=200, seed=0)
-    kept = export._array(out["data"][0]["marker"]["color"]).astype(str)
+    kept = export_layout.trace_array(out["data"][0]["marker"]["color"]).astype(str)
     assert (kept == "#111111").sum() == 180 and (kept == "#222222").sum() == 20
 
 
@@ -207,6 +207,15 @@ def test_custom_size_png(renderer):
     assert Image.open(io.BytesIO(out.content)).size == (1000, 600)
 
 
+def test_health_reports_the_running_renderer(renderer):
+    # the renderer lives in figures.export_render; the health check must see it there
+    from components.health import renderer_status
+
+    export.render(go.Figure(), fmt="png", width=100, height=100)
+    assert export.renderer_running()
+    assert renderer_status()["status"] == "ok"
+
+
 def test_renderer_chromium_runs_at_lower_cpu_priority(renderer):
     """Exports must not starve other users' callbacks: Chromium is niced."""
     import psutil
@@ -219,7 +228,11 @@ def test_renderer_chromium_runs_at_lower_cpu_priority(renderer):
     for process in browsers:
         for thread in process.threads():
             nice = os.getpriority(os.PRIO_PROCESS, thread.id)
-            assert nice >= export.RENDER_NICENESS, (process.name(), thread.id, nice)
+            assert nice >= export_render.RENDER_NICENESS, (
+                process.name(),
+                thread.id,
+                nice,
+            )
 
 
 def test_svg_parses_and_carries_provenance(renderer):

@@ -21,7 +21,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 from components import export_menu
 from components.common import figure_card
 from data.filters import CohortFilter
-from figures import export
+from figures import export, export_render
 from tests.conftest import free_port
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -204,7 +204,7 @@ def test_every_export_menu_names_a_panel_its_builder_makes(module, demo_bundle):
 
 def test_missing_chromium_shows_the_install_hint_in_the_menu(monkeypatch, tmp_path):
     # no running browser in this process, and none to be found
-    monkeypatch.setattr(export, "_RENDERER", None)
+    monkeypatch.setattr(export_render, "_RENDERER", None)
     monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-chromium"))
     flt = CohortFilter.from_mapping({"dataset": "demo"}).to_dict()
     trigger = json.dumps(
