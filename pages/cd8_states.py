@@ -290,11 +290,16 @@ def gene_options(search, filter_data, value):
     if filter_data is None:
         raise PreventUpdate
     genes = _genes_of(filter_data)
+    chosen = value
     if genes and value:
         value = cd8.match_choice(value, genes)  # a link may say gzmb for GZMB
     if genes and value not in genes:
         value = next((g for g in ("GZMB", "CD69") if g in genes), genes[0])
-    return gene_options_for(genes, search, keep=[value]), value
+    # writing back an unchanged value would fire the UMAP recolour again (a full
+    # redraw at 10^6 cells) on every key typed in the search box
+    unchanged = value == chosen
+    options = gene_options_for(genes, search, keep=[value])
+    return options, dash.no_update if unchanged else value
 
 
 @callback(

@@ -253,6 +253,20 @@ def test_controls_take_the_links_values_not_the_dropdowns(demo_bundle):
     assert out[11] is dash.no_update or out[11] is None
 
 
+def test_typing_in_the_gene_search_does_not_recolour(demo_bundle):
+    """Each key typed in the gene search box re-runs the options callback; writing
+    the unchanged gene back would fire a full UMAP recolour per key."""
+    from pages import cd8_states as page
+
+    options, value = page.gene_options("GZ", _store(), "GZMB")
+    assert value is dash.no_update
+    assert "GZMB" in json.dumps(options, default=str)
+    # a link's lower-case spelling and a gene the dataset lacks are still replaced
+    assert page.gene_options(None, _store(), "gzmb")[1] == "GZMB"
+    assert page.gene_options(None, _store(), "NOT-A-GENE")[1] == "GZMB"
+    assert page.gene_options(None, _store(), None)[1] == "GZMB"
+
+
 def test_clicked_patient_goes_into_the_page_state(demo_bundle):
     from pages import cd8_states as page
 
