@@ -154,6 +154,7 @@ def _settings_controls(make_id, *, custom: bool = True) -> list:
                     size="sm",
                     disabled=True,
                     placeholder="points",
+                    style={"minWidth": "5.5rem"},
                 ),
                 html.Span("points, seed", className="px-1 text-nowrap small"),
                 dbc.Input(
@@ -165,6 +166,7 @@ def _settings_controls(make_id, *, custom: bool = True) -> list:
                     size="sm",
                     disabled=True,
                     placeholder="seed",
+                    style={"maxWidth": "4.5rem"},
                 ),
             ],
             className="d-flex align-items-center mb-2 export-sample",
