@@ -283,6 +283,9 @@ def _view_state(view, pages: dict[str, dict]) -> dict:
     Input(menu_id("format", MATCH, MATCH), "value"),
     Input(menu_id("preset", MATCH, MATCH), "value"),
     Input(menu_id("points", MATCH, MATCH), "value"),
+    # the layout starts greyed out for its defaults (PNG, slide): no initial call,
+    # which would be one request per figure card on every page load
+    prevent_initial_call=True,
 )
 def enable_menu_fields(fmt, preset, points):
     """Grey out the fields the chosen format and size do not use."""
@@ -560,6 +563,7 @@ def progress_values(done: int, total: int, what: str) -> tuple[int, str, str]:
     Output("export-all-seed", "disabled"),
     Input("export-all-format", "value"),
     Input("export-all-points", "value"),
+    prevent_initial_call=True,
 )
 def enable_export_all_fields(fmt, points):
     """Grey out the sidebar's many-points fields the chosen format does not use."""

@@ -219,9 +219,17 @@ def test_click_export_receives_png_then_export_all_zip(dash_duo, demo_bundle):
     driver.execute_script(
         "arguments[0].scrollIntoView(); arguments[0].click();", button
     )
+    seen = set()  # the bar moves while the job runs (it stayed at 0 before)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(folder.glob("*.zip")):
+        bars = driver.find_elements(By.CSS_SELECTOR, f"#{export_menu.ALL_PROGRESS} *")
+        seen |= {b.get_attribute("aria-valuenow") for b in bars} - {None}
+        time.sleep(0.1)
     archive = _wait_for_file(folder, ".zip", timeout=120)
     names = zipfile.ZipFile(archive).namelist()
     assert "settings.json" in names and "overview/composition.png" in names
+    assert archive.name.startswith("icb-demo-overview-png-")
+    assert seen - {"0"}, f"the progress bar never moved: {seen}"
 
 
 @pytest.mark.skipif(export.browser_path() is None, reason="Chromium is not installed")
