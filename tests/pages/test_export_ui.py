@@ -27,6 +27,17 @@ from tests.conftest import free_port
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def _components(component) -> list:
+    found = [component]
+    children = getattr(component, "children", None)
+    if isinstance(children, (list, tuple)):
+        for child in children:
+            found += _components(child)
+    elif children is not None and hasattr(children, "to_plotly_json"):
+        found += _components(children)
+    return found
+
+
 def _ids(component) -> list:
     found = []
 
@@ -83,6 +94,18 @@ def test_menu_fields_enable_only_for_the_choice_that_uses_them():
     assert disabled("pdf", "custom", "sample") == {
         "custom": False, "points": False, "sample": False,
     }  # fmt: skip
+    # the menus start as the callback would set them for their defaults (it is
+    # not called on page load)
+    menu = export_menu.export_menu("nk-response", "nk-box")
+    parts = {
+        i["type"].removeprefix("export-"): c
+        for c in _components(menu)
+        if isinstance(i := getattr(c, "id", None), dict)
+    }
+    start = disabled(parts["format"].value, parts["preset"].value, "raster")
+    assert parts["width"].disabled is start["custom"] is True
+    assert parts["max-points"].disabled is start["sample"] is True
+    assert all(o["disabled"] for o in parts["points"].options) is start["points"]
     # the sidebar has no custom size; its many-points fields follow the format
     options, max_points, seed = export_menu.enable_export_all_fields("pdf", "sample")
     assert not any(o["disabled"] for o in options) and not max_points and not seed
