@@ -84,7 +84,9 @@ def marker_table(data: CellData, page: PageState) -> pd.DataFrame:
     ]  # fmt: skip
     if not frames:
         return pd.DataFrame(columns=columns)
-    return pd.concat(frames, ignore_index=True).reindex(columns=columns)
+    table = pd.concat(frames, ignore_index=True).reindex(columns=columns)
+    # counts stay integers beside a missing marker's empty row
+    return table.astype({"cells_passing": "Int64", "cells_failing": "Int64"})
 
 
 def umap_table(

@@ -99,3 +99,15 @@ def test_marker_table_holds_the_histogram_bins_and_thresholds(panels, adata):
         np.testing.assert_array_equal(
             trace_array(failing["y"]).astype(int), part["cells_failing"]
         )
+
+
+def test_a_missing_marker_gets_a_row_that_says_so(demo_bundle):
+    view = cohort_view({"dataset": "demo"}, data_dir=DATA_DIR, default_dataset="demo")
+    state = {"gate": "CD69.gt.0~NOPE.gt.0", "accept_missing": True}
+    markers = next(
+        p for p in build_panels("cd8-states", view, state) if p.key == "markers"
+    )
+    missing = markers.table[markers.table["gene"] == "NOPE"]
+    assert list(missing["note"]) == ["missing from this dataset"]
+    present = markers.table[markers.table["gene"] == "CD69"]
+    assert len(present) == 40 and present["cells_passing"].dtype.name == "Int64"
