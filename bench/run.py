@@ -521,16 +521,9 @@ class Bench:
         )
         if not everything:
             return
-        self.export_each(view, per_page)
+        png = self.export_each(view, per_page)
         for page, panels in per_page.items():
-            medians = {}
-            for panel in panels:
-                med, _, _ = timed(
-                    lambda p=panel, page=page: fx.export_figure(p, settings, page=page),
-                    runs=self.plan.runs,
-                    warmup=1,
-                )
-                medians[panel.title] = med / 1000.0
+            medians = {panel.title: png[(page, panel.key)] for panel in panels}
             slowest = max(medians, key=medians.get)
             self.add(
                 Row(
@@ -562,9 +555,13 @@ class Bench:
             )
         )
 
-    def export_each(self, view, per_page: dict) -> None:
+    def export_each(self, view, per_page: dict) -> dict[tuple[str, str], float]:
         """Export time of every figure (PNG slide, SVG single column) and of
-        export-all in SVG, warm (Chromium started, panels built once)."""
+        export-all in SVG, warm (Chromium started, panels built once).
+
+        Returns the PNG median (s) per ``(page, panel key)``.
+        """
+        png = {}
         from figures import export as fx
         from figures.reports import PAGE_BUILDERS
 
@@ -582,6 +579,8 @@ class Bench:
                         runs=self.plan.runs,
                         warmup=1,
                     )
+                    if label.startswith("PNG"):
+                        png[(page, panel.key)] = med / 1000.0
                     self.add(
                         Row(
                             "export per figure",
@@ -613,6 +612,7 @@ class Bench:
                 note=f"{len(last) / 1e6:.1f} MB zip; panels built in the job",
             )
         )
+        return png
 
     # ------------------------------------------------------------ references
     def naive(self, dataset: str) -> None:
