@@ -718,6 +718,7 @@ class Bench:
         plan = self.plan
         if plan.export_only:
             self.log("export only ...")
+            self.cxg_note = ""
             self.export(everything=True)
             return
         big = plan.big
