@@ -245,14 +245,15 @@ def export_menu(page: str, panel: str) -> html.Div:
 def _settings_from(
     fmt, preset, width, height, scale, caption, points, max_points=None, seed=None
 ):
-    sample = not field_states(fmt, preset, points)["sample"]
+    state = field_states(fmt, preset, points)
+    sample, custom = not state["sample"], not state["custom"]
     return export.ExportSettings.from_mapping(
         {
             "format": fmt,
             "preset": preset,
-            "width": width,
-            "height": height,
-            "scale": scale,
+            "width": width if custom else None,
+            "height": height if custom else None,
+            "scale": scale if custom else None,
             "caption": bool(caption),
             "points": points,
             # greyed-out fields are not used (their stale values cannot fail)

@@ -117,6 +117,8 @@ def test_greyed_out_fields_are_not_used():
     # a stale, out-of-range sample size left in a greyed-out field cannot fail a PNG
     settings = export_menu._settings_from("png", "slide", 5, 5, 99, [], "sample", 3, -1)
     assert settings.max_vector_points == export.ExportSettings().max_vector_points
+    # nor are they recorded (provenance) or hashed into the file name
+    assert (settings.width, settings.height, settings.scale) == (None, None, None)
     used = export_menu._settings_from(
         "svg", "slide", None, None, None, [], "sample", 1_000, 7
     )
