@@ -79,6 +79,8 @@ class Plan:
     naive: bool
     cellxgene: bool
     export: bool
+    #: only the export rows (``--export-only``)
+    export_only: bool = False
 
     @property
     def big_label(self) -> str:
@@ -519,15 +521,9 @@ class Bench:
         )
         if not everything:
             return
+        png = self.export_each(view, per_page)
         for page, panels in per_page.items():
-            medians = {}
-            for panel in panels:
-                med, _, _ = timed(
-                    lambda p=panel, page=page: fx.export_figure(p, settings, page=page),
-                    runs=self.plan.runs,
-                    warmup=1,
-                )
-                medians[panel.title] = med / 1000.0
+            medians = {panel.title: png[(page, panel.key)] for panel in panels}
             slowest = max(medians, key=medians.get)
             self.add(
                 Row(
@@ -558,6 +554,65 @@ class Bench:
                 note=f"{len(last) / 1e6:.1f} MB zip",
             )
         )
+
+    def export_each(self, view, per_page: dict) -> dict[tuple[str, str], float]:
+        """Export time of every figure (PNG slide, SVG single column) and of
+        export-all in SVG, warm (Chromium started, panels built once).
+
+        Returns the PNG median (s) per ``(page, panel key)``.
+        """
+        png = {}
+        from figures import export as fx
+        from figures.reports import PAGE_BUILDERS
+
+        formats = {
+            "PNG slide": fx.ExportSettings(format="png", preset="slide"),
+            "SVG single column": fx.ExportSettings(format="svg", preset="single"),
+        }
+        for page, panels in per_page.items():
+            for panel in panels:
+                for label, settings in formats.items():
+                    med, samples, out = timed(
+                        lambda p=panel, s=settings, page=page: fx.export_figure(
+                            p, s, page=page
+                        ),
+                        runs=self.plan.runs,
+                        warmup=1,
+                    )
+                    if label.startswith("PNG"):
+                        png[(page, panel.key)] = med / 1000.0
+                    self.add(
+                        Row(
+                            "export per figure",
+                            f"{label}, {page}/{panel.key}",
+                            med / 1000.0,
+                            "s",
+                            samples=[v / 1000.0 for v in samples],
+                            runs=self.plan.runs,
+                            note=f"{len(out.content) / 1e3:,.0f} kB",
+                        )
+                    )
+        document = {
+            "filter": {"dataset": "demo"},
+            "pages": {page: {} for page in PAGE_BUILDERS},
+            "export": {"format": "svg", "preset": "single"},
+        }
+        med, samples, last = timed(
+            lambda: fx.export_zip(view, document), runs=self.plan.runs, warmup=1
+        )
+        n = sum(len(p) for p in per_page.values())
+        self.add(
+            Row(
+                "export",
+                f"export-all zip, SVG single column, demo ({n} figures + tables), warm",
+                med / 1000.0,
+                "s",
+                samples=[v / 1000.0 for v in samples],
+                runs=self.plan.runs,
+                note=f"{len(last) / 1e6:.1f} MB zip; panels built in the job",
+            )
+        )
+        return png
 
     # ------------------------------------------------------------ references
     def naive(self, dataset: str) -> None:
@@ -661,6 +716,11 @@ class Bench:
     # ------------------------------------------------------------------ run
     def run(self) -> None:
         plan = self.plan
+        if plan.export_only:
+            self.log("export only ...")
+            self.cxg_note = ""
+            self.export(everything=True)
+            return
         big = plan.big
         self.log("start-up ...")
         self.startup("demo", also_umap=False)
@@ -745,6 +805,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-naive", action="store_true")
     parser.add_argument("--no-cellxgene", action="store_true")
     parser.add_argument("--no-export", action="store_true")
+    parser.add_argument(
+        "--export-only",
+        action="store_true",
+        help="only figure export: each figure (PNG, SVG) and export-all, warm",
+    )
     parser.add_argument("--out", type=Path, help="JSON file (default bench/results/)")
     args = parser.parse_args(argv)
     if args.runs < 5:
@@ -763,19 +828,26 @@ def main(argv: list[str] | None = None) -> int:
         naive=not args.no_naive,
         cellxgene=not args.no_cellxgene,
         export=not args.no_export,
+        export_only=args.export_only,
     )
     started = time.perf_counter()
     load = os.getloadavg()[0]
     when = datetime.now(UTC)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    ensure_bundles(["demo", "patients-10k", *sizes], log)
+    ensure_bundles(
+        ["demo"] if args.export_only else ["demo", "patients-10k", *sizes], log
+    )
     bench = Bench(plan, log)
     bench.run()
     references = [NAIVE] + (
         [CXG] if any(CXG in r.references for r in bench.rows) else []
     )
     table = markdown_table(bench.rows, references)
-    command = "python -m bench.run" + (" --quick" if args.quick else "")
+    command = (
+        "python -m bench.run"
+        + (" --quick" if args.quick else "")
+        + (" --export-only" if args.export_only else "")
+    )
     header = (
         f"Measured {when:%Y-%m-%d %H:%M} UTC with `{command}` "
         f"({'quick' if args.quick else 'full'} mode, median of {args.runs} runs "

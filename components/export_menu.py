@@ -32,7 +32,7 @@ FORMAT_OPTIONS = [
 PRESET_OPTIONS = [{"label": p.label, "value": p.key} for p in export.PRESETS.values()]
 POINT_OPTIONS = [
     {"label": "all points, as an image layer in vector axes", "value": "raster"},
-    {"label": "seeded sample of 20,000 points, as vector points", "value": "sample"},
+    {"label": "seeded stratified sample, as vector points", "value": "sample"},
 ]
 
 # sidebar (static ids)
@@ -43,6 +43,7 @@ ALL_CAPTION = "export-all-caption"
 ALL_POINTS = "export-all-points"
 ALL_GO = "export-all-go"
 ALL_PROGRESS = "export-all-progress"
+ALL_STEP = "export-all-step"
 ALL_STATUS = "export-all-status"
 ALL_DOWNLOAD = "export-all-download"
 DATA_COHORT = "export-data-cohort"
@@ -84,6 +85,7 @@ def _settings_controls(make_id, *, custom: bool = True) -> list:
                 [
                     dbc.Input(
                         id=make_id("width"),
+                        disabled=True,
                         type="number",
                         min=100,
                         max=4000,
@@ -94,6 +96,7 @@ def _settings_controls(make_id, *, custom: bool = True) -> list:
                     html.Span("×", className="px-1"),
                     dbc.Input(
                         id=make_id("height"),
+                        disabled=True,
                         type="number",
                         min=100,
                         max=4000,
@@ -104,6 +107,7 @@ def _settings_controls(make_id, *, custom: bool = True) -> list:
                     html.Span("px ×", className="px-1 text-nowrap"),
                     dbc.Input(
                         id=make_id("scale"),
+                        disabled=True,
                         type="number",
                         min=0.5,
                         max=10,
@@ -134,12 +138,63 @@ def _settings_controls(make_id, *, custom: bool = True) -> list:
         dbc.Label("Many cells (SVG/PDF)", className="small fw-semibold mb-0"),
         dbc.RadioItems(
             id=make_id("points"),
-            options=POINT_OPTIONS,
+            options=point_options(disabled=True),
             value="raster",
-            className="mb-2 small",
+            className="mb-1 small",
+        ),
+        html.Div(
+            [
+                dbc.Input(
+                    id=make_id("max-points"),
+                    type="number",
+                    min=100,
+                    max=500_000,
+                    step=100,
+                    value=export.ExportSettings().max_vector_points,
+                    size="sm",
+                    disabled=True,
+                    placeholder="points",
+                    style={"minWidth": "5.5rem"},
+                ),
+                html.Span("points, seed", className="px-1 text-nowrap small"),
+                dbc.Input(
+                    id=make_id("seed"),
+                    type="number",
+                    min=0,
+                    step=1,
+                    value=export.ExportSettings().seed,
+                    size="sm",
+                    disabled=True,
+                    placeholder="seed",
+                    style={"maxWidth": "4.5rem"},
+                ),
+            ],
+            className="d-flex align-items-center mb-2 export-sample",
+            title="Used with SVG or PDF and 'seeded stratified sample': points "
+            "drawn, and the seed (same seed, same points)",
         ),
     ]
     return controls
+
+
+def point_options(*, disabled: bool) -> list[dict]:
+    """The many-points choices, greyed out when the format is PNG."""
+    return [dict(o, disabled=disabled) for o in POINT_OPTIONS]
+
+
+def field_states(fmt, preset, points) -> dict[str, bool]:
+    """Which menu fields are disabled for a format, size preset and points mode.
+
+    Custom width, height and scale are used only by the custom preset; the
+    many-points mode only by SVG and PDF; the sample's size and seed only by SVG
+    or PDF with a sample.
+    """
+    vector = fmt in ("svg", "pdf")
+    return {
+        "custom": preset != "custom",
+        "points": not vector,
+        "sample": not (vector and points == "sample"),
+    }
 
 
 def export_menu(page: str, panel: str) -> html.Div:
@@ -187,17 +242,63 @@ def export_menu(page: str, panel: str) -> html.Div:
     )
 
 
-def _settings_from(fmt, preset, width, height, scale, caption, points):
+def _settings_from(
+    fmt, preset, width, height, scale, caption, points, max_points=None, seed=None
+):
+    state = field_states(fmt, preset, points)
+    sample, custom = not state["sample"], not state["custom"]
     return export.ExportSettings.from_mapping(
         {
             "format": fmt,
             "preset": preset,
-            "width": width,
-            "height": height,
-            "scale": scale,
+            "width": width if custom else None,
+            "height": height if custom else None,
+            "scale": scale if custom else None,
             "caption": bool(caption),
             "points": points,
+            # greyed-out fields are not used (their stale values cannot fail)
+            "max_vector_points": max_points if sample else None,
+            "seed": seed if sample else None,
         }
+    )
+
+
+def _view_state(view, pages: dict[str, dict]) -> dict:
+    """What a figure is drawn from, as hashed into file names."""
+    return export.document_view(
+        {
+            "dataset": view.bundle.meta.name,
+            "filter": view.filter.to_dict(),
+            "pages": pages,
+        }
+    )
+
+
+@callback(
+    Output(menu_id("width", MATCH, MATCH), "disabled"),
+    Output(menu_id("height", MATCH, MATCH), "disabled"),
+    Output(menu_id("scale", MATCH, MATCH), "disabled"),
+    Output(menu_id("points", MATCH, MATCH), "options"),
+    Output(menu_id("max-points", MATCH, MATCH), "disabled"),
+    Output(menu_id("seed", MATCH, MATCH), "disabled"),
+    Input(menu_id("format", MATCH, MATCH), "value"),
+    Input(menu_id("preset", MATCH, MATCH), "value"),
+    Input(menu_id("points", MATCH, MATCH), "value"),
+    # the layout starts greyed out for its defaults (PNG, slide): no initial call,
+    # which would be one request per figure card on every page load
+    prevent_initial_call=True,
+)
+def enable_menu_fields(fmt, preset, points):
+    """Grey out the fields the chosen format and size do not use."""
+    state = field_states(fmt, preset, points)
+    custom = state["custom"]
+    return (
+        custom,
+        custom,
+        custom,
+        point_options(disabled=state["points"]),
+        state["sample"],
+        state["sample"],
     )
 
 
@@ -235,20 +336,37 @@ def _error(err: DataError) -> dbc.Alert:
     State(menu_id("scale", MATCH, MATCH), "value"),
     State(menu_id("caption", MATCH, MATCH), "value"),
     State(menu_id("points", MATCH, MATCH), "value"),
+    State(menu_id("max-points", MATCH, MATCH), "value"),
+    State(menu_id("seed", MATCH, MATCH), "value"),
     State(ids.FILTER_STORE, "data"),
     State(ids.page_state(ALL), "data"),
     State(ids.page_state(ALL), "id"),
     prevent_initial_call=True,
 )
 def download_figure(
-    _clicks, fmt, preset, width, height, scale, caption, points, flt, states, sids
+    _clicks,
+    fmt,
+    preset,
+    width,
+    height,
+    scale,
+    caption,
+    points,
+    max_points,
+    seed,
+    flt,
+    states,
+    sids,
 ):
     """Rebuild this card's panel on the server and send it in the chosen format."""
     page, key = ctx.triggered_id["page"], ctx.triggered_id["panel"]
     try:
-        settings = _settings_from(fmt, preset, width, height, scale, caption, points)
+        settings = _settings_from(
+            fmt, preset, width, height, scale, caption, points, max_points, seed
+        )
         state = _page_states(states, sids).get(page, {})
-        panels = build_panels(page, _view(flt), state)
+        view = _view(flt)
+        panels = build_panels(page, view, state)
         panel = next((p for p in panels if p.key == key), None)
         if panel is None:
             return dash.no_update, dbc.Alert(
@@ -256,7 +374,12 @@ def download_figure(
                 color="warning",
                 className="p-2 mb-0 small",
             )
-        out = export.export_figure(panel, settings, page=page)
+        out = export.export_figure(
+            panel,
+            settings,
+            page=page,
+            view_state=_view_state(view, {page: state}),
+        )
     except DataError as err:
         return dash.no_update, _error(err)
     size = settings.size()
@@ -303,6 +426,7 @@ def export_all_panel() -> html.Div:
             dbc.Progress(
                 id=ALL_PROGRESS, value=0, className="mt-2", style={"height": "14px"}
             ),
+            html.Div(id=ALL_STEP, className="small text-muted mt-1"),
             html.Div(id=ALL_STATUS, className="small mt-1"),
             dcc.Download(id=ALL_DOWNLOAD),
             html.Div(
@@ -352,21 +476,48 @@ def pages_on_screen(menu_ids: list, state_ids: list) -> list[str]:
     State("export-all-preset", "value"),
     State("export-all-caption", "value"),
     State("export-all-points", "value"),
+    State("export-all-max-points", "value"),
+    State("export-all-seed", "value"),
     State(ids.FILTER_STORE, "data"),
     State(ids.page_state(ALL), "data"),
     State(ids.page_state(ALL), "id"),
     State(menu_id("go", ALL, ALL), "id"),
     background=True,
-    progress=[Output(ALL_PROGRESS, "value"), Output(ALL_PROGRESS, "label")],
-    running=[(Output(ALL_GO, "disabled"), True, False)],
+    progress=[
+        Output(ALL_PROGRESS, "value"),
+        Output(ALL_PROGRESS, "label"),
+        Output(ALL_STEP, "children"),
+    ],
+    progress_default=[0, "", ""],
+    # the bar is polled twice a second (Dash's default: once); each figure moves it
+    interval=500,
+    running=[
+        (Output(ALL_GO, "disabled"), True, False),
+        (Output(ALL_PROGRESS, "striped"), True, False),
+        (Output(ALL_PROGRESS, "animated"), True, False),
+    ],
     prevent_initial_call=True,
 )
 def export_all(
-    set_progress, _clicks, scope, fmt, preset, caption, points, flt, states, sids, menus
+    set_progress,
+    _clicks,
+    scope,
+    fmt,
+    preset,
+    caption,
+    points,
+    max_points,
+    seed,
+    flt,
+    states,
+    sids,
+    menus,
 ):
     """Zip every figure of this page (or all pages), their CSVs and settings.json."""
     try:
-        settings = _settings_from(fmt, preset, None, None, None, caption, points)
+        settings = _settings_from(
+            fmt, preset, None, None, None, caption, points, max_points, seed
+        )
         view = _view(flt)
         known = _page_states(states, sids)
         pages = list(PAGE_BUILDERS) if scope == "all" else pages_on_screen(menus, sids)
@@ -384,17 +535,44 @@ def export_all(
             dataset=view.bundle.meta.name,
         )
 
-        def progress(done: int, total: int, what: str) -> None:
-            set_progress((round(100 * done / total), f"{done}/{total}"))
-
-        data = export.export_zip(view, document, progress=progress)
+        data = export.export_zip(
+            view, document, progress=lambda *step: set_progress(progress_values(*step))
+        )
     except DataError as err:
         return dash.no_update, _error(err)
-    name = export.zip_name(
-        view.bundle.meta.name, "all-pages" if scope == "all" else pages[0], fmt
-    )
+    name = export.zip_name(document, "all-pages" if scope == "all" else pages[0])
     return dcc.send_bytes(data, name), html.Span(
         f"Saved {name}", className="text-success"
+    )
+
+
+def progress_values(done: int, total: int, what: str) -> tuple[int, str, str]:
+    """Bar value (%), bar label and step text for one progress report of an export.
+
+    While the figures are being built (``total`` 0) the bar shows a sliver so the
+    job is seen to have started.
+    """
+    if total <= 0:
+        return 3, "", f"Building figures: {what.removeprefix('building ')} ..."
+    step = "Done." if what == "done" else f"Exporting {what} ..."
+    return max(3, round(100 * done / total)), f"{done}/{total}", step
+
+
+@callback(
+    Output("export-all-points", "options"),
+    Output("export-all-max-points", "disabled"),
+    Output("export-all-seed", "disabled"),
+    Input("export-all-format", "value"),
+    Input("export-all-points", "value"),
+    prevent_initial_call=True,
+)
+def enable_export_all_fields(fmt, points):
+    """Grey out the sidebar's many-points fields the chosen format does not use."""
+    state = field_states(fmt, None, points)
+    return (
+        point_options(disabled=state["points"]),
+        state["sample"],
+        state["sample"],
     )
 
 

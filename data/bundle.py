@@ -526,6 +526,21 @@ def read_cell_name(path: Path, cell: int) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def read_cell_names(path: Path, cells: np.ndarray) -> np.ndarray:
+    """Names (barcodes) of the cells numbered ``cells`` in an h5ad (exports).
+
+    The whole index is read once and indexed: reading it costs ~0.7 s at 10^6
+    cells, paid only when a table of cells is written, never on a page.
+    """
+    import anndata
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        group = handle["obs"]
+        names = anndata.io.read_elem(group[group.attrs.get("_index", "_index")])
+    return np.asarray(names, dtype=object)[np.asarray(cells, dtype=np.int64)]
+
+
 def validate_cells(
     path: Path, cohort: pd.DataFrame | None, *, file: str = schema.CELLS_H5AD
 ) -> tuple[list[Problem], int]:

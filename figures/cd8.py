@@ -59,6 +59,7 @@ from figures.cd8_state import (
     parse_state,
     patient_gate_table,
 )
+from figures.cd8_tables import marker_table, umap_table
 from figures.cd8_umap import (
     Colouring,
     cells_in_selection,
@@ -198,6 +199,7 @@ def cd8_panels(view, state: dict, *, max_points: int | None = None) -> list[Pane
             "umap",
             "UMAP",
             umap,
+            table=umap_table(data, shown, colour, page=page, gate_result=result),
             caption=shown_caption(len(shown), data.n_cells),
             provenance=dict(provenance, colour_by=colour.what),
         ),
@@ -205,6 +207,7 @@ def cd8_panels(view, state: dict, *, max_points: int | None = None) -> list[Pane
             "markers",
             "Gate markers",
             marker_histograms(data, page, title_note=result.note if result else ""),
+            table=marker_table(data, page),
             provenance=provenance,
         ),
     ]

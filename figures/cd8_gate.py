@@ -19,6 +19,7 @@ from figures.cd8_state import (
     binary_groups,
     category_palette,
 )
+from figures.cd8_tables import marker_bins
 from figures.template import (
     RESPONSE_COLORS,
     empty_figure,
@@ -93,15 +94,13 @@ def marker_histograms(
             passes = marker.passes(values)
             share = passes.mean() if len(values) else float("nan")
             title = f"{marker.label}: {share:.0%} pass ({marker.rule})"
-            high = max(float(values.max()), marker.threshold + 0.1)
-            low = min(float(values.min()), marker.threshold)
-            edges = np.histogram_bin_edges(values, bins=40, range=(low, high))
+            # the export table (figures.cd8_tables.marker_table) uses the same bins
+            edges, passing, failing = marker_bins(values, marker)
             centers = (edges[:-1] + edges[1:]) / 2
-            for part, colour, name in (
-                (passes, "#2166ac", "passes"),
-                (~passes, "#bdbdbd", "fails"),
+            for counts, colour, name in (
+                (passing, "#2166ac", "passes"),
+                (failing, "#bdbdbd", "fails"),
             ):
-                counts, _ = np.histogram(values[part], bins=edges)
                 traces.append(
                     {
                         "type": "bar",

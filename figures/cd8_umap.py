@@ -106,6 +106,8 @@ class Colouring:
     cmax: float
     colorbar: dict
     what: str
+    #: name of each code, for categories (empty for expression): the export table
+    labels: tuple[str, ...] = ()
 
     def marker(self) -> dict:
         """Marker properties for a Patch (codes as a typed array)."""
@@ -151,6 +153,7 @@ def _category_colouring(
         cmax=len(labels) - 0.5,
         colorbar=colorbar,
         what=title,
+        labels=tuple(labels),
     )
 
 
@@ -275,11 +278,12 @@ def _nice_ticks(low: float, high: float, target: int = 5) -> np.ndarray:
 
 
 def shown_caption(n_shown: int, n_total: int) -> str:
-    """``showing 200,000 of 1,000,000 cells (...)`` or ``all 36,000 cells``."""
+    """``showing 200,000 of 1,000,000 cells (seeded stratified sample; ...)`` or
+    ``showing all 36,000 cells``."""
     if n_shown < n_total:
         return (
-            f"showing {n_shown:,} of {n_total:,} cells (seeded sample stratified by "
-            "state; statistics use all cells)"
+            f"showing {n_shown:,} of {n_total:,} cells (seeded stratified sample; "
+            "statistics use all cells)"
         )
     return f"showing all {n_total:,} cells"
 
@@ -327,6 +331,16 @@ def umap_figure(
         dragmode="lasso",
         margin={"l": 10, "r": 10, "t": 60, "b": 10},
         uirevision="cd8-umap",
+        # how many cells are drawn, for an export that draws fewer: it rewrites
+        # ``text`` wherever the figure shows it (figures.export_points)
+        meta={
+            "sampling": {
+                "drawn": len(cells),
+                "of": data.n_cells,
+                "unit": "cells",
+                "text": shown_caption(len(cells), data.n_cells),
+            }
+        },
     )
     return fig
 

@@ -32,7 +32,7 @@ import pandas as pd
 import PIL.Image  # noqa: F401
 
 from figures.export_layout import add_caption, restyle
-from figures.export_points import prepare_points
+from figures.export_points import prepare_points, sampling_text
 from figures.export_provenance import (
     _JSON,
     APP_NAME,
@@ -90,6 +90,26 @@ def safe_name(text: str) -> str:
     return name or "figure"
 
 
+def view_hash(view_state: Mapping[str, object], settings: ExportSettings) -> str:
+    """Eight hex digits naming a view and its export settings, for file names.
+
+    ``view_state`` is what the figure was drawn from (dataset, filters, page
+    state); equal views with equal settings get equal names, different ones never
+    overwrite each other's files.
+    """
+    payload = json.dumps(
+        {"view": view_state, "export": settings.to_dict()},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:8]
+
+
+def document_view(document: Mapping[str, object]) -> dict:
+    """The view part of a ``settings.json`` (dataset, filter, pages) for hashing."""
+    return {k: document.get(k) for k in ("dataset", "filter", "pages")}
+
+
 def has_figure(panel: Panel) -> bool:
     """True when the panel draws data (table-only and empty panels have no traces)."""
     return len(panel.figure.data) > 0
@@ -102,8 +122,12 @@ def export_figure(
     page: str = "",
     timeout: float = DEFAULT_TIMEOUT_S,
     exported_at: str | None = None,
+    view_state: Mapping[str, object] | None = None,
 ) -> ExportedFile:
     """Render one panel in the chosen format and size, with provenance embedded.
+
+    The file is named ``<page>-<panel>-<hash>.<format>``, the hash (:func:`view_hash`)
+    taken over ``view_state`` and the settings.
 
     Parameters
     ----------
@@ -117,6 +141,10 @@ def export_figure(
         Seconds the render may take.
     exported_at
         ISO time stamp to record (default: now, UTC).
+    view_state
+        What the panel was drawn from: ``{"dataset", "filter", "pages"}`` as in
+        ``settings.json`` (default: the panel's own provenance, which names the
+        dataset, filters, metric and gate).
 
     Raises
     ------
@@ -126,6 +154,7 @@ def export_figure(
     size = settings.size()
     fmt = settings.format
     fig = restyle(panel.figure, size)
+    drawn_before = sampling_text(fig)
     fig, points_note = prepare_points(
         fig,
         fmt=fmt,
@@ -133,6 +162,14 @@ def export_figure(
         limit=settings.max_vector_points,
         seed=settings.seed,
     )
+    caption = panel.caption
+    drawn_after = sampling_text(fig)
+    if drawn_before and drawn_after != drawn_before:
+        # the caption (footnote, metadata) says what this file draws, like its title
+        caption = caption.replace(drawn_before, drawn_after)
+    if view_state is None:
+        view_state = {"page": page, "panel": panel.key, **panel.provenance}
+    digest = view_hash(view_state, settings)
     record = {
         "app": APP_NAME,
         "app_version": APP_VERSION,
@@ -140,8 +177,9 @@ def export_figure(
         "page": page,
         "panel": panel.key,
         "title": panel.title,
-        "caption": panel.caption,
+        "caption": caption,
         **{k: v for k, v in panel.provenance.items() if k not in ("export",)},
+        "view_hash": digest,
         "figure_sha256": figure_digest(fig),
         "export": {
             **settings.to_dict(),
@@ -184,7 +222,7 @@ def export_figure(
             content = _svg_with_provenance(raw, record, text, size)
         else:
             content = _pdf_with_provenance(raw, record, text, 1 / gl_scale)
-    name = safe_name(f"{page}-{panel.key}" if page else panel.key)
+    name = safe_name(f"{page}-{panel.key}" if page else panel.key) + f"-{digest}"
     return ExportedFile(f"{name}.{fmt}", content, MEDIA_TYPES[fmt], record)
 
 
@@ -206,7 +244,7 @@ def settings_document(
     ``filter_state`` is the global filter (the shell Store), ``pages`` maps each
     exported page id to its control state (``{}`` = the page's defaults).
     """
-    return {
+    document = {
         "settings_version": SETTINGS_VERSION,
         "app": APP_NAME,
         "app_version": APP_VERSION,
@@ -216,6 +254,9 @@ def settings_document(
         "pages": {page: dict(state) for page, state in pages.items()},
         "export": export.to_dict(),
     }
+    # the zip's name carries it: a reader matches a zip with its settings
+    document["view_hash"] = view_hash(document_view(document), export)
+    return document
 
 
 def parse_settings_document(document: object) -> dict:
@@ -250,6 +291,8 @@ def parse_settings_document(document: object) -> dict:
     return dict(document)
 
 
+#: ``progress(done, total, what)``: ``total`` is 0 while the pages' figures are
+#: being built (their number is not known yet), then ``done`` counts exported panels
 ProgressFn = Callable[[int, int, str], None]
 
 
@@ -268,6 +311,10 @@ def export_pages(
     through ``write(relative_path, bytes)``, so the same code fills a zip (the app)
     or a folder (the CLI).
 
+    ``progress`` hears ``(0, 0, "building <page>")`` before each page is built,
+    ``(0, n, <first panel>)`` when the ``n`` panels are known, and ``(i, n, <next
+    panel>)`` after the ``i``-th panel is written: once per panel, counts rising.
+
     Returns
     -------
     list of dict
@@ -279,38 +326,48 @@ def export_pages(
     settings = ExportSettings.from_mapping(document["export"])  # type: ignore[arg-type]
     pages: Mapping[str, Mapping] = document["pages"]  # type: ignore[assignment]
     stamp = _stamp()
+    view_state = document_view(document)
     write("settings.json", json.dumps(document, indent=2, default=str).encode())
-    built = [(page, build_panels(page, view, state)) for page, state in pages.items()]
-    steps = sum(len(panels) for _, panels in built) or 1
-    done = 0
+    built = []
+    for page, state in pages.items():
+        if progress:
+            progress(0, 0, f"building {page}")
+        built.append((page, build_panels(page, view, state)))
+    queue = [(page, panel) for page, panels in built for panel in panels]
+    steps = len(queue)
+    if progress and queue:
+        progress(0, steps, f"{queue[0][0]}: {queue[0][1].title}")
     manifest = []
-    for page, panels in built:
-        for panel in panels:
-            if progress:
-                progress(done, steps, f"{page}: {panel.title}")
-            entry: dict[str, object] = {"page": page, "panel": panel.key}
-            base = f"{safe_name(page)}/{safe_name(panel.key)}"
-            csv = panel.table.to_csv(index=False).encode("utf-8")
-            write(f"{base}.csv", csv)
-            entry["table"] = f"{base}.csv"
-            if has_figure(panel):
-                exported = export_figure(
-                    panel, settings, page=page, timeout=timeout, exported_at=stamp
-                )
-                write(f"{base}.{settings.format}", exported.content)
-                entry["figure"] = f"{base}.{settings.format}"
-                entry["provenance"] = exported.provenance
-            else:
-                entry["figure"] = None
-                entry["provenance"] = {
-                    **panel.provenance,
-                    "caption": panel.caption,
-                    "title": panel.title,
-                }
-            manifest.append(entry)
-            done += 1
-    if progress:
-        progress(steps, steps, "done")
+    for done, (page, panel) in enumerate(queue, start=1):
+        entry: dict[str, object] = {"page": page, "panel": panel.key}
+        base = f"{safe_name(page)}/{safe_name(panel.key)}"
+        csv = panel.table.to_csv(index=False).encode("utf-8")
+        write(f"{base}.csv", csv)
+        entry["table"] = f"{base}.csv"
+        if has_figure(panel):
+            exported = export_figure(
+                panel,
+                settings,
+                page=page,
+                timeout=timeout,
+                exported_at=stamp,
+                view_state=view_state,
+            )
+            write(f"{base}.{settings.format}", exported.content)
+            entry["figure"] = f"{base}.{settings.format}"
+            entry["provenance"] = exported.provenance
+        else:
+            entry["figure"] = None
+            entry["provenance"] = {
+                **panel.provenance,
+                "caption": panel.caption,
+                "title": panel.title,
+            }
+        manifest.append(entry)
+        if progress:
+            following = queue[done] if done < steps else None
+            what = f"{following[0]}: {following[1].title}" if following else "done"
+            progress(done, steps, what)
     write("manifest.json", json.dumps(manifest, indent=2, default=str).encode())
     return manifest
 
@@ -335,10 +392,16 @@ def export_zip(
     return buffer.getvalue()
 
 
-def zip_name(dataset: str, scope: str, fmt: str) -> str:
-    """File name of an export-all zip, e.g. ``icb-demo-all-pages-pdf-20261122.zip``."""
-    day = datetime.now(UTC).strftime("%Y%m%d-%H%M")
-    return safe_name(f"icb-{dataset}-{scope}-{fmt}-{day}") + ".zip"
+def zip_name(document: Mapping[str, object], scope: str) -> str:
+    """File name of an export-all zip, e.g. ``icb-demo-all-pages-pdf-1a2b3c4d.zip``.
+
+    The hash is the document's view hash (dataset, filter, page states, export
+    settings): one view, one name; different views never overwrite each other.
+    """
+    export = ExportSettings.from_mapping(document["export"])  # type: ignore[arg-type]
+    digest = view_hash(document_view(document), export)
+    dataset = document.get("dataset") or "dataset"
+    return safe_name(f"icb-{dataset}-{scope}-{export.format}-{digest}") + ".zip"
 
 
 # ----------------------------------------------------------------- data downloads
@@ -420,6 +483,7 @@ __all__ = [
     "RendererUnavailable",
     "add_caption",
     "browser_path",
+    "document_view",
     "export_figure",
     "export_pages",
     "export_zip",
@@ -435,5 +499,6 @@ __all__ = [
     "restyle",
     "safe_name",
     "settings_document",
+    "view_hash",
     "zip_name",
 ]

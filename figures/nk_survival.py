@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -23,6 +22,7 @@ from figures.nk_format import (
     ci_text,
     html_wrap,
 )
+from figures.nk_tables import km_table
 from figures.panel import Panel
 from figures.template import empty_figure, titled, top_margin, top_title
 
@@ -213,11 +213,6 @@ def survival_panels(
     panels = []
     for key, km in result.km.items():
         cox = result.cox.get(key, {})
-        rows = [
-            {"group": c.group, "time": t, "at_risk": n}
-            for c, counts in zip(km.curves, km.at_risk, strict=True)
-            for t, n in zip(km.risk_times, counts, strict=True)
-        ]
         excluded = result.n_before_landmark.get(key, 0)
         landmark_note = (
             ""
@@ -261,7 +256,7 @@ def survival_panels(
                     else f"landmark ({landmark:g} mo)",
                     landmark_note=landmark_note,
                 ),
-                table=pd.DataFrame(rows),
+                table=km_table(km),
                 caption=caption,
                 provenance=dict(
                     provenance,

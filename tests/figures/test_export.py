@@ -165,6 +165,130 @@ def test_raster_mode_and_small_figures():
     assert png is fig and note == ""
 
 
+def _sampled_umap(n: int, *, of: int | None = None, title: bool = True) -> dict:
+    """A UMAP-like figure that says how many cells it draws, like the CD8 one."""
+    fig = _umap(n // 2, n - n // 2)
+    of = of or n
+    text = f"showing all {n:,} cells" if of == n else f"showing {n:,} of {of:,} cells"
+    if title:
+        fig.update_layout(title=f"UMAP<br><sup>{text}</sup>")
+    sampling = {"drawn": n, "of": of, "unit": "cells", "text": text}
+    fig.update_layout(meta={"sampling": sampling})
+    return fig.to_dict()
+
+
+def _texts(fig: dict) -> list[str]:
+    layout = fig["layout"]
+    return [layout.get("title", {}).get("text") or ""] + [
+        a["text"] for a in layout.get("annotations", [])
+    ]
+
+
+def test_a_sampled_export_says_n_of_m_cells_in_the_figure():
+    fig = _sampled_umap(40_000)
+    out, _ = export.prepare_points(fig, fmt="svg", mode="sample", limit=4_000, seed=1)
+    title = out["layout"]["title"]["text"]
+    assert "4,000 of 40,000 cells (seeded stratified sample)" in title
+    assert "showing all" not in " ".join(_texts(out))
+    assert out["layout"]["meta"]["sampling"]["drawn"] == 4_000
+    # drawn whole (raster, PNG) the figure keeps its own words
+    for fmt, mode in (("svg", "raster"), ("png", "sample")):
+        same, _ = export.prepare_points(fig, fmt=fmt, mode=mode, limit=4_000, seed=1)
+        assert _texts(same) == _texts(fig)
+    # a preset without a title: the note is added, once, at the top left
+    bare, _ = export.prepare_points(
+        _sampled_umap(40_000, title=False), fmt="pdf", mode="sample", limit=400, seed=1
+    )
+    notes = [a for a in bare["layout"]["annotations"] if a.get("name")]
+    assert [a["text"] for a in notes] == [
+        "400 of 40,000 cells (seeded stratified sample)"
+    ]
+    assert (notes[0]["x"], notes[0]["xanchor"]) == (0, "left")
+
+
+def test_a_screen_sample_keeps_its_total_through_the_export():
+    # 20,000 cells drawn on screen out of 100,000: a 2,000-point export sample is
+    # 2,000 of 100,000 cells; drawn whole it still says 20,000 of 100,000
+    fig = _sampled_umap(20_000, of=100_000)
+    out, _ = export.prepare_points(fig, fmt="svg", mode="sample", limit=2_000, seed=0)
+    assert "2,000 of 100,000 cells (seeded stratified sample)" in _texts(out)[0]
+    raster, _ = export.prepare_points(
+        fig, fmt="svg", mode="raster", limit=2_000, seed=0
+    )
+    assert _texts(raster) == _texts(fig)  # "showing 20,000 of 100,000 cells"
+    bare, _ = export.prepare_points(
+        _sampled_umap(20_000, of=100_000, title=False),
+        fmt="png", mode="raster", limit=2_000, seed=0,
+    )  # fmt: skip
+    assert "20,000 of 100,000 cells (seeded stratified sample)" in _texts(bare)
+
+
+def test_view_hash_names_the_view_and_its_settings():
+    svg = ExportSettings(format="svg")
+    view = {"dataset": "demo", "filter": {"tumor_type": ["melanoma"]}, "pages": {}}
+    other = dict(view, filter={"tumor_type": ["NSCLC"]})
+    assert export.view_hash(view, svg) == export.view_hash(dict(view), svg)
+    assert export.view_hash(view, svg) != export.view_hash(other, svg)
+    assert export.view_hash(view, svg) != export.view_hash(
+        view, ExportSettings(format="pdf")
+    )
+    documents = [
+        export.settings_document(
+            filter_state=flt, pages={"overview": {}}, export=svg, dataset="demo",
+            created=created,
+        )
+        for flt, created in (
+            ({"tumor_type": ["melanoma"]}, "2026-01-01"),
+            ({"tumor_type": ["melanoma"]}, "2026-02-02"),
+            ({"tumor_type": ["NSCLC"]}, "2026-01-01"),
+        )
+    ]  # fmt: skip
+    names = [export.zip_name(d, "all-pages") for d in documents]
+    assert names[0] == names[1] != names[2]
+    assert names[0] == f"icb-demo-all-pages-svg-{documents[0]['view_hash']}.zip"
+
+
+def test_export_all_tables_are_never_empty_and_progress_counts_panels(
+    demo_bundle, monkeypatch
+):
+    from data.view import cohort_view
+    from figures.reports import PAGE_BUILDERS
+
+    # the figures themselves are rendered in the zip test below; here the tables
+    def fake_figure(panel, settings, **_):
+        return export.ExportedFile("x", b"figure", "image/png", {"panel": panel.key})
+
+    monkeypatch.setattr(export, "export_figure", fake_figure)
+    view = cohort_view({"dataset": "demo"}, data_dir=DATA_DIR, default_dataset="demo")
+    document = export.settings_document(
+        filter_state={"dataset": "demo"},
+        pages={page: {} for page in PAGE_BUILDERS},
+        export=ExportSettings(format="svg"),
+        dataset="demo",
+    )
+    files: dict[str, bytes] = {}
+    steps: list[tuple] = []
+    manifest = export.export_pages(
+        view, document, files.__setitem__, progress=lambda *a: steps.append(a)
+    )
+    drawn = [e for e in manifest if e["figure"]]
+    assert len(drawn) >= 14
+    for entry in drawn:
+        lines = files[entry["table"]].decode().strip().splitlines()
+        assert len(lines) >= 2, f"{entry['table']} holds no rows"
+    umap = files["cd8-states/umap.csv"].decode().splitlines()
+    assert umap[0].startswith("cell_id,patient,cd8_state,umap_1,umap_2")
+    assert len(umap) == 36_001  # every drawn cell of the demo
+    assert files["cd8-states/markers.csv"].decode().startswith("marker,gene,rule")
+    # progress: each page announced while building, then once per panel, rising
+    building = [s for s in steps if s[1] == 0]
+    assert [s[2] for s in building] == [f"building {p}" for p in PAGE_BUILDERS]
+    counted = [s for s in steps if s[1] > 0]
+    assert [s[0] for s in counted] == list(range(len(manifest) + 1))
+    assert {s[1] for s in counted} == {len(manifest)}
+    assert counted[-1][2] == "done"
+
+
 # ------------------------------------------------------------------- rendering
 
 
@@ -185,7 +309,7 @@ def test_png_has_signature_preset_size_and_provenance(renderer, preset, size):
     settings = ExportSettings(format="png", preset=preset, caption=True)
     out = export.export_figure(_panel(), settings, page="nk-response")
     assert out.content.startswith(PNG_SIGNATURE)
-    assert out.filename == "nk-response-demo.png"
+    assert out.filename == f"nk-response-demo-{out.provenance['view_hash']}.png"
     image = Image.open(io.BytesIO(out.content))
     assert image.size == size
     record = json.loads(image.text["icb:provenance"])
@@ -278,11 +402,56 @@ def test_many_points_svg_raster_or_sample(renderer):
     assert sample.content.count(b'class="point"') == 500
     note = read_provenance(sample.content, "svg")["export"]["points_note"]
     assert "500 of 25,000" in note
+    # the figure itself says it is a sample (this one has no title of its own)
+    text = "".join(ET.fromstring(sample.content).itertext())
+    assert "500 of 25,000 points (seeded stratified sample)" in text
     pdf = export.export_figure(
         panel, ExportSettings(format="pdf", preset="single", points="raster")
     )
     width_pt = float(PdfReader(io.BytesIO(pdf.content)).pages[0].mediabox.width)
     assert width_pt == pytest.approx(89 / 25.4 * 72, abs=1.5)
+
+
+def test_cd8_umap_svg_sample_says_how_many_cells_it_draws(renderer, demo_bundle):
+    from data.view import cohort_view
+    from figures.reports import build_panels
+
+    view = cohort_view({"dataset": "demo"}, data_dir=DATA_DIR, default_dataset="demo")
+    umap = next(p for p in build_panels("cd8-states", view, {}) if p.key == "umap")
+    assert "showing all 36,000 cells" in umap.figure.layout.title.text
+    settings = ExportSettings(
+        format="svg", preset="slide", points="sample", max_vector_points=1_000,
+        caption=True,
+    )  # fmt: skip
+    out = export.export_figure(umap, settings, page="cd8-states")
+    text = "".join(ET.fromstring(out.content).itertext())
+    assert "1,000 of 36,000 cells (seeded stratified sample)" in text
+    assert out.content.count(b'class="point"') == 1_000
+    record = read_provenance(out.content, "svg")
+    assert "all 36,000" not in record["caption"]  # the footnote agrees
+    assert "1,000 of 36,000 cells" in record["caption"]
+
+
+def test_file_names_differ_between_views_and_repeat_for_one(renderer, demo_bundle):
+    from data.view import cohort_view
+    from figures.reports import build_panels
+
+    settings = ExportSettings(format="svg", preset="custom", width=300, height=200)
+    named, plain = [], []
+    for tumor in (["melanoma"], ["melanoma"], ["NSCLC"]):
+        flt = {"dataset": "demo", "tumor_type": tumor}
+        view = cohort_view(flt, data_dir=DATA_DIR, default_dataset="demo")
+        panel = next(
+            p for p in build_panels("overview", view, {}) if p.key == "response"
+        )
+        state = {"dataset": "demo", "filter": view.filter.to_dict(), "pages": {}}
+        out = export.export_figure(panel, settings, page="overview", view_state=state)
+        named.append(out.filename)
+        # without a view state, the panel's provenance (filters included) names it
+        plain.append(export.export_figure(panel, settings, page="overview").filename)
+    for names in (named, plain):
+        assert names[0] == names[1] != names[2]
+        assert names[0].startswith("overview-response-") and names[0].endswith(".svg")
 
 
 def test_eight_concurrent_exports_each_get_their_own_figure(renderer):

@@ -27,6 +27,17 @@ from tests.conftest import free_port
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def _components(component) -> list:
+    found = [component]
+    children = getattr(component, "children", None)
+    if isinstance(children, (list, tuple)):
+        for child in children:
+            found += _components(child)
+    elif children is not None and hasattr(children, "to_plotly_json"):
+        found += _components(children)
+    return found
+
+
 def _ids(component) -> list:
     found = []
 
@@ -60,6 +71,68 @@ def test_pages_on_screen_follow_the_menus_and_stores():
     assert set(pages) == {"overview", "nk-response"} & set(pages)
     assert "overview" in pages
     assert export_menu.pages_on_screen([], []) == []
+
+
+def test_menu_fields_enable_only_for_the_choice_that_uses_them():
+    def disabled(fmt, preset, points):
+        width, height, scale, options, max_points, seed = (
+            export_menu.enable_menu_fields(fmt, preset, points)
+        )
+        assert width == height == scale and max_points == seed
+        kinds = {o["disabled"] for o in options}
+        assert len(kinds) == 1  # both many-points choices together
+        return {"custom": width, "points": kinds.pop(), "sample": max_points}
+
+    closed = {"custom": True, "points": True, "sample": True}
+    assert disabled("png", "slide", "raster") == closed
+    assert disabled("png", "single", "sample") == closed  # PNG draws every point
+    assert disabled("png", "custom", "raster") == dict(closed, custom=False)
+    assert disabled("svg", "double", "raster") == dict(closed, points=False)
+    assert disabled("svg", "slide", "sample") == {
+        "custom": True, "points": False, "sample": False,
+    }  # fmt: skip
+    assert disabled("pdf", "custom", "sample") == {
+        "custom": False, "points": False, "sample": False,
+    }  # fmt: skip
+    # the menus start as the callback would set them for their defaults (it is
+    # not called on page load)
+    menu = export_menu.export_menu("nk-response", "nk-box")
+    parts = {
+        i["type"].removeprefix("export-"): c
+        for c in _components(menu)
+        if isinstance(i := getattr(c, "id", None), dict)
+    }
+    start = disabled(parts["format"].value, parts["preset"].value, "raster")
+    assert parts["width"].disabled is start["custom"] is True
+    assert parts["max-points"].disabled is start["sample"] is True
+    assert all(o["disabled"] for o in parts["points"].options) is start["points"]
+    # the sidebar has no custom size; its many-points fields follow the format
+    options, max_points, seed = export_menu.enable_export_all_fields("pdf", "sample")
+    assert not any(o["disabled"] for o in options) and not max_points and not seed
+    options, max_points, seed = export_menu.enable_export_all_fields("png", "sample")
+    assert all(o["disabled"] for o in options) and max_points and seed
+
+
+def test_greyed_out_fields_are_not_used():
+    # a stale, out-of-range sample size left in a greyed-out field cannot fail a PNG
+    settings = export_menu._settings_from("png", "slide", 5, 5, 99, [], "sample", 3, -1)
+    assert settings.max_vector_points == export.ExportSettings().max_vector_points
+    # nor are they recorded (provenance) or hashed into the file name
+    assert (settings.width, settings.height, settings.scale) == (None, None, None)
+    used = export_menu._settings_from(
+        "svg", "slide", None, None, None, [], "sample", 1_000, 7
+    )
+    assert (used.max_vector_points, used.seed) == (1_000, 7)
+
+
+def test_progress_values_move_per_figure():
+    building = export_menu.progress_values(0, 0, "building cd8-states")
+    assert building[0] > 0 and "cd8-states" in building[2]
+    values = [export_menu.progress_values(i, 7, "x: y") for i in range(8)]
+    percents = [v[0] for v in values]
+    assert percents == sorted(percents) and percents[-1] == 100
+    assert len(set(percents)) == 8
+    assert [v[1] for v in values][1:3] == ["1/7", "2/7"]
 
 
 def _run(callback, trigger: str, *args):
@@ -171,9 +244,50 @@ def test_click_export_receives_png_then_export_all_zip(dash_duo, demo_bundle):
     driver.execute_script(
         "arguments[0].scrollIntoView(); arguments[0].click();", button
     )
+    seen = set()  # the bar moves while the job runs (it stayed at 0 before)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(folder.glob("*.zip")):
+        bars = driver.find_elements(By.CSS_SELECTOR, f"#{export_menu.ALL_PROGRESS} *")
+        seen |= {b.get_attribute("aria-valuenow") for b in bars} - {None}
+        time.sleep(0.1)
     archive = _wait_for_file(folder, ".zip", timeout=120)
     names = zipfile.ZipFile(archive).namelist()
     assert "settings.json" in names and "overview/composition.png" in names
+    assert archive.name.startswith("icb-demo-overview-png-")
+    assert seen - {"0"}, f"the progress bar never moved: {seen}"
+
+
+@pytest.mark.skipif(export.browser_path() is None, reason="Chromium is not installed")
+def test_figure_file_names_carry_the_view(demo_bundle):
+    def download(flt, fmt="svg"):
+        trigger = json.dumps(
+            export_menu.menu_id("go", "overview", "composition"),
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+        def run():
+            context_value.set(
+                AttributeDict(
+                    triggered_inputs=[{"prop_id": f"{trigger}.n_clicks", "value": 1}]
+                )
+            )
+            return export_menu.download_figure(
+                1, fmt, "custom", 300, 200, 1, [], "raster", None, None,
+                CohortFilter.from_mapping(flt).to_dict(), [], [],
+            )  # fmt: skip
+
+        data, _status = copy_context().run(run)
+        return data["filename"]
+
+    melanoma = {"dataset": "demo", "tumor_type": ["melanoma"]}
+    first, again = download(melanoma), download(melanoma)
+    other = download({"dataset": "demo", "tumor_type": ["RCC"]})
+    assert first == again != other
+    assert first.startswith("overview-composition-") and first.endswith(".svg")
+    assert download(melanoma, "pdf").removesuffix(".pdf") != first.removesuffix(
+        ".svg"
+    )  # other settings, other view of the figure
 
 
 @pytest.mark.parametrize("module", ["overview", "nk_response", "cd8_states"])
@@ -220,7 +334,7 @@ def test_missing_chromium_shows_the_install_hint_in_the_menu(monkeypatch, tmp_pa
             )
         )
         return export_menu.download_figure(
-            1, "png", "slide", None, None, None, [], "raster", flt, [], []
+            1, "png", "slide", None, None, None, [], "raster", None, None, flt, [], []
         )
 
     data, status = copy_context().run(run)
