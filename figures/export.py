@@ -31,6 +31,7 @@ import pandas as pd
 # HTTP 500 seen once in the load test).
 import PIL.Image  # noqa: F401
 
+from figures.export_fit import layout_panel
 from figures.export_layout import add_caption, restyle
 from figures.export_points import prepare_points, sampling_text
 from figures.export_provenance import (
@@ -153,7 +154,7 @@ def export_figure(
     """
     size = settings.size()
     fmt = settings.format
-    fig = restyle(panel.figure, size)
+    fig = layout_panel(panel, size)  # restyle + per-figure-type layout
     drawn_before = sampling_text(fig)
     fig, points_note = prepare_points(
         fig,

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import base64
 import copy
-import html
 import re
-import textwrap
 
 import numpy as np
 import plotly.graph_objects as go
@@ -133,39 +131,12 @@ def restyle(figure: go.Figure | dict, size: ExportSize) -> dict:
 
 
 def add_caption(fig: dict, text: str, size: ExportSize) -> dict:
-    """Draw ``text`` as a small footnote under the plot, growing the bottom margin.
+    """Draw ``text`` as a small footnote in its own band at the bottom of the canvas.
 
-    The footnote sits below the space the figure reserved for its x-axis labels, in
-    extra margin added for it; the figure keeps its size.
+    The band is reserved by plotly on top of the room the axes and the figure's own
+    legend take (see :mod:`figures.export_fit`), so it is never drawn over them; the
+    figure keeps its size.
     """
-    fig = copy.deepcopy(fig)
-    layout = fig.setdefault("layout", {})
-    font_px = max(6.0, size.font_px * 0.75)
-    margin = dict(layout.get("margin") or {})
-    # the footnote starts at the plot's left edge; ~0.6 em per character of Arial
-    room = size.width - float(margin.get("l", 0)) - font_px
-    per_line = max(30, int(room / (font_px * 0.6)))
-    lines = textwrap.wrap(text, per_line) or [""]
-    height = len(lines) * font_px * 1.3 + font_px
-    axis_room = float(margin.get("b", 60))
-    margin["b"] = axis_room + height
-    layout["margin"] = margin
-    annotations = list(layout.get("annotations") or [])
-    annotations.append(
-        {
-            "text": "<br>".join(html.escape(line, quote=False) for line in lines),
-            "xref": "paper",
-            "yref": "paper",
-            "x": 0,
-            "y": 0,
-            "xanchor": "left",
-            "yanchor": "top",
-            "yshift": -axis_room,
-            "align": "left",
-            "showarrow": False,
-            "font": {"size": round(font_px, 2), "color": "#555", "family": FONT_FAMILY},
-            "name": "icb-provenance-caption",
-        }
-    )
-    layout["annotations"] = annotations
-    return fig
+    from figures.export_fit import with_caption
+
+    return with_caption(fig, [text], size)

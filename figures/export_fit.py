@@ -1,0 +1,615 @@
+"""Export layout per figure type: tables, category axes, legends, header and caption.
+
+:func:`figures.export_layout.restyle` scales a screen figure to an export size; this
+module then gives each part its own room, so no text is cut off by the canvas or
+drawn over another text in any preset:
+
+- the header (the title on slides; on column presets, which drop the title, the
+  panel's key numbers from :func:`figures.export_stats.stats_line`) and the caption
+  footnote are legends anchored to the canvas (``yref="container"``): plotly then
+  reserves their height on top of what the axes need, so they never meet tick labels,
+  axis titles or the figure's own legend;
+- the figure's own legend leaves the plot area for a band above the caption, with
+  long names wrapped;
+- tables get row heights and a font size that fit every row;
+- category axes with more labels than room rotate, then thin out; long labels wrap;
+- annotations above subplots (panel titles) get their own margin.
+
+Text widths are estimated with the font Chromium draws ``Arial, Helvetica,
+sans-serif`` with on this system (DejaVu Sans where Arial is missing, which is wider,
+so the estimate errs on the safe side). Pure functions on figure dicts, no renderer.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from functools import lru_cache
+
+from figures.export_layout import restyle, trace_array
+from figures.export_settings import PRESETS, ExportSize
+from figures.export_stats import stats_line
+from figures.panel import Panel
+
+#: legend names (plotly ids) used for the header and the caption bands
+HEADER_LEGEND = "legend2"
+CAPTION_LEGEND = "legend3"
+#: plotly draws a legend item's text 40 px right of the legend's x (symbol room);
+#: the band legends pull it back by the largest indentation plotly allows (-15)
+LEGEND_TEXT_INDENT_PX = 25.0
+#: line height of plotly text relative to the font size
+LINE = 1.3
+
+
+@lru_cache(maxsize=1)
+def _font():
+    from PIL import ImageFont
+
+    for name in ("Arial.ttf", "LiberationSans-Regular.ttf", "DejaVuSans.ttf"):
+        try:
+            return ImageFont.truetype(name, 100)
+        except OSError:
+            continue
+    return None
+
+
+def text_width(text: str, font_px: float) -> float:
+    """Drawn width in pixels of one line of ``text`` (tags removed)."""
+    plain = re.sub(r"<[^>]+>", "", text)
+    font = _font()
+    if font is None:  # no font file at all: DejaVu-like average advance
+        return len(plain) * font_px * 0.62
+    return font.getlength(plain) * font_px / 100.0
+
+
+def wrap_px(text: str, font_px: float, width_px: float) -> list[str]:
+    """``text`` broken into lines no wider than ``width_px`` (at spaces if any)."""
+    lines: list[str] = []
+    for part in re.split(r"<br\s*/?>", text):
+        words = part.split(" ")
+        line = ""
+        for word in words:
+            trial = f"{line} {word}" if line else word
+            if not line or text_width(trial, font_px) <= width_px:
+                line = trial
+                continue
+            lines.append(line)
+            line = word
+        while text_width(line, font_px) > width_px and len(line) > 4:
+            # one word wider than the room: cut it (ids, formulas without spaces)
+            cut = max(3, int(len(line) * width_px / text_width(line, font_px)) - 1)
+            lines.append(line[:cut])
+            line = line[cut:]
+        lines.append(line)
+    return lines
+
+
+_NOT_A_TAG = re.compile(r"<(?!/?(b|i|sup|sub|br|span|em)\b)")
+_NOT_AN_ENTITY = re.compile(r"&(?!#?\w+;)")
+
+
+def escape_text(text: str) -> str:
+    """Plotly's pseudo-HTML: ``<`` and ``&`` that start no tag or entity escaped.
+
+    A legend name with "p < 0.001" otherwise stops the whole render.
+    """
+    return _NOT_A_TAG.sub("&lt;", _NOT_AN_ENTITY.sub("&amp;", text))
+
+
+def _lines(text: str) -> int:
+    return len(re.split(r"<br\s*/?>", text or "")) if text else 0
+
+
+# ------------------------------------------------------------------- bands
+
+
+def _band_axes(fig: dict) -> tuple[str, str]:
+    """Hidden axes of their own for a band's placeholder trace (a missing point on a
+    figure's category axis fails plotly's axis scaling)."""
+    layout = fig["layout"]
+    for axis in ("xaxis99", "yaxis99"):
+        layout.setdefault(axis, {"visible": False, "fixedrange": True})
+    return "x99", "y99"
+
+
+def _keep_existing_legend_choices(fig: dict) -> None:
+    """Turning ``showlegend`` on for the bands must not show traces that were hidden.
+
+    Plotly shows a legend for two or more traces unless told otherwise, and for a
+    single trace not at all; that decision is written onto each trace before the
+    layout-wide switch is turned on.
+    """
+    layout = fig["layout"]
+    traces = fig.get("data", [])
+    eligible = [t for t in traces if t.get("showlegend") is not False]
+    shown = layout.get("showlegend")
+    configured = bool(set(layout.get("legend") or {}) - {"bgcolor"})
+    # a figure without a legend of its own keeps none (the forest plot's traces
+    # in a legend also broke plotly's axis scaling)
+    if shown is False or (shown is None and (len(eligible) < 2 or not configured)):
+        for trace in traces:
+            trace["showlegend"] = False
+    layout["showlegend"] = True
+
+
+def add_text_band(
+    fig: dict,
+    lines: list[str],
+    *,
+    legend: str,
+    font_px: float,
+    size: ExportSize,
+    top: bool,
+    color: str = "#333",
+) -> float:
+    """Draw ``lines`` as a legend anchored to the canvas top or bottom.
+
+    Returns the band's height in pixels (text plus padding).
+    """
+    if not lines:
+        return 0.0
+    layout = fig["layout"]
+    if legend not in layout or "yref" not in layout.get(legend, {}):
+        _keep_existing_legend_choices(fig)
+    xaxis, yaxis = _band_axes(fig)
+    fig["data"].append(
+        {
+            "type": "scatter",
+            # one missing point: drawn nowhere, listed in the legend (an empty
+            # trace is left out of it)
+            "x": [None],
+            "y": [None],
+            "mode": "markers",
+            "marker": {"color": "rgba(0,0,0,0)", "size": 1},
+            "name": "<br>".join(escape_text(line) for line in lines),
+            "legend": legend,
+            "showlegend": True,
+            "hoverinfo": "skip",
+            "xaxis": xaxis,
+            "yaxis": yaxis,
+        }
+    )
+    pad = max(2.0, font_px * 0.3)
+    layout[legend] = {
+        # x from the plot's left edge: a legend placed by the container's x
+        # pushed the side margins and failed plotly's axis scaling
+        "xref": "paper",
+        "yref": "container",
+        "x": 0.0,
+        "xanchor": "left",
+        "y": 1.0 if top else 0.0,
+        "yanchor": "top" if top else "bottom",
+        "bgcolor": "rgba(0,0,0,0)",
+        "borderwidth": 0,
+        "itemclick": False,
+        "font": {
+            "size": round(font_px, 2),
+            "color": color,
+            "family": "Arial, Helvetica, sans-serif",
+        },
+        "tracegroupgap": 0,
+        "indentation": -15,
+    }
+    return len(lines) * font_px * LINE + 2 * pad + 6
+
+
+# ------------------------------------------------------------------ pieces
+
+
+def _plot_width(layout: dict, size: ExportSize) -> float:
+    margin = layout.get("margin", {})
+    return max(50.0, size.width - float(margin.get("l", 0)) - float(margin.get("r", 0)))
+
+
+def _plot_height(layout: dict, size: ExportSize) -> float:
+    margin = layout.get("margin", {})
+    return max(
+        50.0, size.height - float(margin.get("t", 0)) - float(margin.get("b", 0))
+    )
+
+
+def _band_room(layout: dict, size: ExportSize) -> float:
+    """Width a band's text may take: it starts at the plot's left edge, whose
+    margin the axes may still widen (hence the 8% kept free)."""
+    left = float((layout.get("margin") or {}).get("l", 0))
+    return max(60.0, (size.width - left) * 0.92 - LEGEND_TEXT_INDENT_PX)
+
+
+def _title_text(layout: dict) -> str:
+    title = layout.get("title")
+    if isinstance(title, dict):
+        return title.get("text") or ""
+    return title or ""
+
+
+def _header(fig: dict, panel: Panel, size: ExportSize) -> float:
+    """The title (slides) or the key numbers (column presets) as the top band."""
+    layout = fig["layout"]
+    font = size.font_px
+    room = _band_room(layout, size)
+    if PRESETS[size.preset].keep_title:
+        text = _title_text(layout)
+        if not text:
+            return 0.0
+        lines = []
+        for part in re.split(r"<br\s*/?>", text):
+            small = "<sup>" in part
+            plain = re.sub(r"</?sup>", "", part)
+            scale = 0.8 if small else 1.15
+            for line in wrap_px(plain, font * scale, room):
+                lines.append(f"<sup>{line}</sup>" if small else f"<b>{line}</b>")
+        layout["title"] = {"text": ""}
+        # sup lines are drawn smaller but spaced like the others: size by the font
+        return add_text_band(
+            fig, lines, legend=HEADER_LEGEND, font_px=font * 1.15, size=size, top=True,
+            color="#222",
+        )  # fmt: skip
+    text = stats_line(panel)
+    if not text:
+        return 0.0
+    return add_text_band(
+        fig, wrap_px(text, font, room), legend=HEADER_LEGEND, font_px=font,
+        size=size, top=True, color="#222",
+    )  # fmt: skip
+
+
+def _move_legend(fig: dict, size: ExportSize) -> float:
+    """The figure's legend below the plot, in its own band, names wrapped."""
+    layout = fig["layout"]
+    legend = layout.get("legend") or {}
+    inside = (
+        legend.get("x") is not None
+        and 0 <= float(legend.get("x", 1.02)) <= 1
+        and 0 <= float(legend.get("y", 1)) <= 1
+        and legend.get("orientation") != "h"
+    )
+    shown = [
+        t for t in fig.get("data", [])
+        if t.get("showlegend") is not False and t.get("legend", "legend") == "legend"
+    ]  # fmt: skip
+    if inside or not shown or layout.get("showlegend") is False:
+        return 0.0
+    font = size.font_px * 0.9
+    room = max(60.0, size.width * 0.45 - LEGEND_TEXT_INDENT_PX)
+    for trace in fig.get("data", []):
+        name = trace.get("name")
+        if isinstance(name, str) and trace.get("legend", "legend") == "legend":
+            trace["name"] = "<br>".join(wrap_px(name, font, room))
+    title = legend.get("title") or {}
+    if isinstance(title, dict) and title.get("text"):
+        title = dict(title, side="top")
+        title["text"] = "<br>".join(wrap_px(title["text"], font, size.width - 8))
+    legend = {
+        **legend,
+        "orientation": "h",
+        "xref": "paper",
+        "yref": "container",
+        "x": 0.0,
+        "xanchor": "left",
+        "y": 0.0,
+        "yanchor": "bottom",
+        "title": title,
+        "font": {**(legend.get("font") or {}), "size": round(font, 2)},
+    }
+    layout["legend"] = legend
+    # rows of the horizontal legend: items side by side while they fit the width
+    widths = [
+        max(text_width(line, font) for line in re.split("<br>", t.get("name") or ""))
+        + 40 for t in shown
+    ]  # fmt: skip
+    rows, used, row_lines, height = 1, 0.0, 1, 0.0
+    for w, t in zip(widths, shown, strict=True):
+        lines = _lines(t.get("name") or "")
+        if used and used + w > size.width:
+            height += row_lines * font * LINE + 4
+            rows, used, row_lines = rows + 1, 0.0, 1
+        used += w
+        row_lines = max(row_lines, lines)
+    height += row_lines * font * LINE + 4
+    if isinstance(title, dict) and title.get("text"):
+        height += _lines(title["text"]) * font * LINE
+    return height + 10
+
+
+def _wrapped_height(rows: list[list[str]], widths: list[float], font: float) -> float:
+    """Height of table rows whose cells wrap to their column widths."""
+    pad = font * 0.5
+    total = 0.0
+    for row in rows:
+        n = max(
+            len(wrap_px(str(cell), font, max(10.0, w)))
+            for cell, w in zip(row, widths, strict=False)
+        )
+        total += n * font * LINE + 2 * pad
+    return total
+
+
+def _fit_table(fig: dict, size: ExportSize, header_h: float) -> None:
+    """Every row of every table fits: row heights follow the font, the font shrinks."""
+    layout = fig["layout"]
+    layout.setdefault("margin", {}).update(l=4, r=4, b=4, t=4)
+    avail = size.height - header_h - 24
+    width = size.width - 8
+    for trace in fig.get("data", []):
+        if trace.get("type") != "table":
+            continue
+        cells, header = trace.setdefault("cells", {}), trace.setdefault("header", {})
+        columns = [list(c) for c in cells.get("values") or []]
+        # bold is the header font's weight: a tag split over two lines breaks
+        heads = [re.sub(r"</?b>", "", str(v)) for v in header.get("values") or []]
+        weights = list(trace.get("columnwidth") or [1] * len(columns))
+        body = [list(r) for r in zip(*columns, strict=False)]
+        font = size.font_px
+        while True:
+            widths = [width * w / sum(weights) - font for w in weights]
+            needed = _wrapped_height([heads], widths, font) + _wrapped_height(
+                body, widths, font
+            )
+            if needed <= avail or font <= 5:
+                break
+            font *= 0.92
+        pad = font * 0.5
+        # plotly grows a row with its lines; the minimum is one line and padding
+        for part in (cells, header):
+            part["height"] = round(font * LINE + 2 * pad, 1)
+            part["font"] = {**(part.get("font") or {}), "size": round(font, 2)}
+        header["font"]["weight"] = "bold"
+        cells["values"] = [
+            ["<br>".join(wrap_px(str(v), font, max(10.0, w))) for v in column]
+            for column, w in zip(columns, widths, strict=False)
+        ]
+        header["values"] = [
+            "<br>".join(wrap_px(v, font, max(10.0, w)))
+            for v, w in zip(heads, widths, strict=False)
+        ]
+        trace["domain"] = {"x": [0, 1], "y": [0, 1]}
+
+
+def _category_axes(fig: dict, size: ExportSize) -> None:
+    """Category x axes: rotate labels that collide, thin out what still collides."""
+    layout = fig["layout"]
+    font = size.font_px
+    for key, axis in list(layout.items()):
+        if not re.fullmatch(r"xaxis\d*", key) or not isinstance(axis, dict):
+            continue
+        if axis.get("visible") is False or axis.get("showticklabels") is False:
+            continue
+        ref = "x" + key[5:]
+        labels: list[str] = []
+        for trace in fig.get("data", []):
+            if (trace.get("xaxis") or "x") != ref or trace.get("type") == "table":
+                continue
+            xs = trace_array(trace.get("x"))
+            if (
+                xs is not None
+                and len(xs)
+                and all(isinstance(v, str) or v is None for v in xs.tolist())
+            ):
+                for v in dict.fromkeys(xs.tolist()):
+                    if v is not None and v not in labels:
+                        labels.append(v)
+        if "ticktext" in axis and axis.get("ticktext"):
+            labels = [str(t) for t in axis["ticktext"]]
+        if len(labels) < 2:
+            continue
+        tick_font = float((axis.get("tickfont") or {}).get("size") or font)
+        tick_font = min(tick_font, font)
+        domain = axis.get("domain") or [0, 1]
+        length = _plot_width(layout, size) * (domain[1] - domain[0])
+        spacing = length / len(labels)
+        widest = max(text_width(lab, tick_font) for lab in labels)
+        axis["tickfont"] = {**(axis.get("tickfont") or {}), "size": round(tick_font, 2)}
+        if widest <= spacing * 0.9:
+            axis["tickangle"] = 0
+            continue
+        axis["tickangle"] = -90
+        limit = size.height * 0.22
+        if widest > limit:
+            order = axis.get("categoryarray") or labels
+            axis["tickmode"] = "array"
+            axis["tickvals"] = list(order)
+            axis["ticktext"] = [
+                "<br>".join(wrap_px(str(v), tick_font, limit)) for v in order
+            ]
+        step = math.ceil(tick_font * LINE * 1.6 / max(spacing, 1e-6))
+        if step > 1:
+            order = list(axis.get("categoryarray") or labels)
+            axis["tickmode"] = "array"
+            axis["tickvals"] = order[::step]
+            axis["ticktext"] = [str(v) for v in order[::step]]
+
+
+def _category_y_axes(fig: dict, size: ExportSize) -> None:
+    """Category y axes: long labels wrap (a third of the width at most), thin out."""
+    layout = fig["layout"]
+    font = size.font_px
+    for key, axis in list(layout.items()):
+        if not re.fullmatch(r"yaxis\d*", key) or not isinstance(axis, dict):
+            continue
+        if axis.get("visible") is False or axis.get("showticklabels") is False:
+            continue
+        ref = "y" + key[5:]
+        labels: list[str] = []
+        for trace in fig.get("data", []):
+            if (trace.get("yaxis") or "y") != ref or trace.get("type") == "table":
+                continue
+            ys = trace_array(trace.get("y"))
+            if (
+                ys is not None
+                and len(ys)
+                and all(isinstance(v, str) or v is None for v in ys.tolist())
+            ):
+                for v in dict.fromkeys(ys.tolist()):
+                    if v is not None and v not in labels:
+                        labels.append(v)
+        if len(labels) < 2 or axis.get("tickvals"):
+            continue
+        room = size.width * 0.3
+        if max(text_width(lab, font) for lab in labels) > room:
+            axis["tickmode"] = "array"
+            axis["tickvals"] = labels
+            axis["ticktext"] = ["<br>".join(wrap_px(lab, font, room)) for lab in labels]
+
+
+def _right_annotations(fig: dict, size: ExportSize) -> None:
+    """Text right of the plot (forest-plot estimates): the right margin fits it."""
+    layout = fig["layout"]
+    widest = 0.0
+    for ann in layout.get("annotations") or []:
+        if ann.get("xref") != "paper" or float(ann.get("x", 0)) < 1:
+            continue
+        font = float((ann.get("font") or {}).get("size") or size.font_px)
+        lines = re.split(r"<br\s*/?>", ann.get("text", ""))
+        widest = max(widest, max(text_width(line, font) for line in lines))
+    if widest:
+        margin = layout.setdefault("margin", {})
+        margin["r"] = max(float(margin.get("r", 0)), min(widest + 8, size.width * 0.4))
+        if widest + 8 > size.width * 0.4:
+            for ann in layout["annotations"]:
+                if ann.get("xref") == "paper" and float(ann.get("x", 0)) >= 1:
+                    font = float((ann.get("font") or {}).get("size") or size.font_px)
+                    ann["text"] = "<br>".join(
+                        wrap_px(ann.get("text", ""), font, size.width * 0.4 - 10)
+                    )
+
+
+def _stacked_subplots(fig: dict, size: ExportSize, reserved: float) -> None:
+    """A table under a plot (KM numbers at risk): the gap holds the upper plot's
+    tick labels and axis title and the table's heading, whatever the size."""
+    layout = fig["layout"]
+    heading = [
+        a for a in layout.get("annotations") or []
+        if re.fullmatch(r"y\d+ domain", str(a.get("yref", ""))) and a.get("y", 0) >= 1
+    ]  # fmt: skip
+    if not heading or "yaxis2" not in layout:
+        return
+    font = size.font_px
+    upper, lower = layout.setdefault("yaxis", {}), layout["yaxis2"]
+    x_title = (layout.get("xaxis") or {}).get("title") or {}
+    title_lines = _lines(x_title.get("text", "") if isinstance(x_title, dict) else "")
+    gap_px = font * LINE * (2 + title_lines + 1) + 10
+    plot_h = max(60.0, size.height - reserved - 3 * font)
+    table_px = max(font * LINE * 3.2, plot_h * 0.22)
+    low_top = table_px / plot_h
+    gap = gap_px / plot_h
+    lower["domain"] = [0, round(min(0.4, low_top), 4)]
+    upper["domain"] = [round(min(0.75, low_top + gap), 4), 1]
+    for ann in heading:
+        ann["font"] = {**(ann.get("font") or {}), "size": round(font, 2)}
+
+
+def _subplot_titles(fig: dict, size: ExportSize) -> float:
+    """Annotations above the plot area (panel titles): wrap and return their height."""
+    layout = fig["layout"]
+    extra = 0.0
+    for ann in layout.get("annotations") or []:
+        if ann.get("yref") != "paper" or float(ann.get("y", 0)) < 1:
+            continue
+        if ann.get("yanchor") not in ("bottom", None):
+            continue
+        font = float((ann.get("font") or {}).get("size") or size.font_px)
+        room = _plot_width(layout, size) / max(1, _n_columns(layout)) - 4
+        ann["text"] = "<br>".join(wrap_px(ann.get("text", ""), font, room))
+        extra = max(extra, _lines(ann["text"]) * font * LINE + 4)
+    return extra
+
+
+def _n_columns(layout: dict) -> int:
+    domains = {
+        tuple(axis.get("domain") or (0, 1))
+        for key, axis in layout.items()
+        if re.fullmatch(r"xaxis\d*", key) and isinstance(axis, dict)
+    }
+    return max(1, len(domains))
+
+
+def _axis_titles(fig: dict, size: ExportSize, reserved: float = 0.0) -> None:
+    """Long axis titles wrap to the axis length (``reserved``: px taken by bands)."""
+    layout = fig["layout"]
+    for key, axis in layout.items():
+        if not re.fullmatch(r"[xy]axis\d*", key) or not isinstance(axis, dict):
+            continue
+        title = axis.get("title")
+        text = title.get("text") if isinstance(title, dict) else title
+        if not text:
+            continue
+        font = float(
+            ((title if isinstance(title, dict) else {}).get("font") or {}).get("size")
+            or size.font_px
+        )
+        domain = axis.get("domain") or [0, 1]
+        along = (
+            _plot_width(layout, size)
+            if key.startswith("x")
+            else max(40.0, size.height - reserved - 5 * size.font_px)
+        )
+        room = max(40.0, along * (domain[1] - domain[0]) * 0.95)
+        plain = re.sub(r"<br\s*/?>", " ", text)
+        wrapped = "<br>".join(wrap_px(plain, font, room))
+        axis["title"] = {**(title if isinstance(title, dict) else {}), "text": wrapped}
+
+
+def layout_panel(panel: Panel, size: ExportSize) -> dict:
+    """A copy of the panel's figure laid out for ``size``, every text in its own room.
+
+    Parameters
+    ----------
+    panel
+        The panel as built by ``figures.reports.build_panels``.
+    size
+        The resolved export size.
+
+    Returns
+    -------
+    dict
+        A plotly figure dict (the panel is not modified).
+    """
+    fig = restyle(panel.figure, size)
+    fig["data"] = list(fig.get("data", []))
+    layout = fig["layout"]
+    header_h = _header(fig, panel, size)
+    has_table = any(t.get("type") == "table" for t in fig["data"])
+    if has_table:
+        _fit_table(fig, size, header_h)
+        return fig
+    legend_h = _move_legend(fig, size)
+    _category_axes(fig, size)
+    _category_y_axes(fig, size)
+    _right_annotations(fig, size)
+    above = _subplot_titles(fig, size)
+    reserved = header_h + legend_h + above
+    _axis_titles(fig, size, reserved)
+    _stacked_subplots(fig, size, reserved + 3 * size.font_px)
+    layout["meta"] = {**(layout.get("meta") or {}), "icb_reserved_px": reserved}
+    margin = layout.setdefault("margin", {})
+    # the header band is reserved by plotly; the margin holds what sits above plots
+    margin["t"] = round(above + size.font_px * 0.5, 1)
+    return fig
+
+
+def with_caption(fig: dict, text_lines: list[str], size: ExportSize) -> dict:
+    """``fig`` with the caption footnote as a band at the canvas bottom."""
+    fig = copy.deepcopy(fig)
+    fig["data"] = list(fig.get("data", []))
+    font = max(6.0, size.font_px * 0.75)
+    room = _band_room(fig["layout"], size)
+    lines = [line for text in text_lines for line in wrap_px(text, font, room)]
+    reserved = float((fig["layout"].get("meta") or {}).get("icb_reserved_px") or 0)
+    # the plot keeps at least 40% of the height; a longer footnote ends with a
+    # pointer to the full provenance, which every exported file carries
+    most = max(2, int((size.height * 0.6 - reserved) / (font * LINE)) - 1)
+    if len(lines) > most:
+        lines = [
+            *lines[: most - 1],
+            "... (full provenance in this file's metadata and the export's JSON)",
+        ]
+    height = add_text_band(
+        fig, lines, legend=CAPTION_LEGEND, font_px=font, size=size, top=False,
+        color="#555",
+    )  # fmt: skip
+    legend = fig["layout"].get("legend") or {}
+    if legend.get("yref") == "container" and legend.get("yanchor") == "bottom":
+        legend["y"] = height / size.height
+    _axis_titles(fig, size, reserved + height)
+    return fig
