@@ -15,7 +15,7 @@ import pandas as pd
 
 from data import schema
 from data.errors import DataError, Problem
-from data.importers import clinical, store
+from data.importers import clinical, recode, store
 from data.importers.report import ImportReport
 from data.registry import check_dataset_name
 
@@ -42,6 +42,8 @@ def _base_cohort(
             cohort_name=args.cohort or args.name,
             time_unit=args.time_unit,
             scores=args.scores or (),
+            sheet=args.sheet,
+            recodes=recode.parse_recodes(args.recode),
         )
         report.notes.append(f"clinical table {Path(args.clinical).name}:")
         # frac_nk/frac_cd8 are filled by the next step and validated again there
@@ -51,7 +53,8 @@ def _base_cohort(
             w for w in clinical_report.warnings if w.column not in filled
         ]
         return cohort, False, [Path(args.clinical).name]
-    if args.map or args.set:
+    # --map sample_id=COLUMN also names the id column of the CIBERSORT file
+    if set(_mapping(args)) - {"sample_id"} or args.set:
         raise DataError(
             Problem(
                 file="--map",
@@ -81,6 +84,9 @@ def run_import(args: argparse.Namespace, data_dir: Path) -> int:
             cohort_name=args.cohort or name,
             time_unit=args.time_unit,
             scores=args.scores or (),
+            sheet=args.sheet,
+            recodes=recode.parse_recodes(args.recode),
+            fraction_source=args.fraction_source,
         )
         report.extend(found)
     elif args.kind in ("cibersort", "expression"):
@@ -90,7 +96,11 @@ def run_import(args: argparse.Namespace, data_dir: Path) -> int:
         files = more + files
         if args.kind == "cibersort":
             cohort, found = deconvolution.import_cibersort(
-                source, base, scores=args.scores or ()
+                source,
+                base,
+                scores=args.scores or (),
+                sample_column=_mapping(args).get("sample_id"),
+                sheet=args.sheet,
             )
         else:
             cohort, found = deconvolution.import_expression(source, base)
@@ -173,6 +183,21 @@ def add_import_arguments(p: argparse.ArgumentParser) -> None:
         "--clinical",
         help="clinical table to join (cibersort/expression); without it they are "
         "added to the existing dataset --name",
+    )
+    p.add_argument(
+        "--recode",
+        action="append",
+        metavar="COLUMN:VALUE=CODE",
+        help="map one value of a categorical column (repeatable; COLUMN is the "
+        "file's column or the bundle column; empty CODE = missing), e.g. "
+        "--recode 'BOR:Only scanned at baseline='",
+    )
+    p.add_argument("--sheet", help="xlsx: sheet name or number (default: the first)")
+    p.add_argument(
+        "--fraction-source",
+        choices=sorted(schema.FRACTION_SOURCES),
+        default="counts",
+        help="clinical: what frac_* columns of the table are (labels say so)",
     )
     p.add_argument("--cohort", help="cohort name when no column gives it")
     p.add_argument(
