@@ -301,6 +301,13 @@ def _source_values(
     if missing:
         close = [c for c in raw.columns if vocab.squash(c) == vocab.squash(missing[0])]
         hint = f" Did you mean `{close[0]}`?" if close else ""
+        sheets = raw.attrs.get("sheets") or []
+        if len(sheets) > 1:
+            hint += (
+                f" This is sheet `{raw.attrs.get('sheet')}` of the workbook; its "
+                "sheets are " + ", ".join(f"`{n}`" for n in sheets) + " (choose one "
+                "with --sheet)."
+            )
         raise DataError(
             Problem(
                 file=file,

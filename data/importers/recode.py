@@ -144,7 +144,7 @@ def clean_categories(
         if target not in out:
             continue
         parts = []
-        text = out[target].astype(str)
+        text = out[target].astype(str).str.strip()
         cleaned = text.map(vocab.strip_footnotes)
         marked = (cleaned != text) & (cleaned != "")
         if marked.any():
