@@ -9,6 +9,11 @@ succeeds (see :mod:`data.importers.store`).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -66,8 +71,54 @@ def _base_cohort(
     return store.existing_cohort(data_dir, args.name), True, []
 
 
+class ImportInterrupted(BaseException):
+    """SIGTERM/SIGINT during an import (a BaseException, like KeyboardInterrupt,
+    so no ``except Exception`` swallows it before the temporary folder is gone)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """Turn SIGTERM and SIGINT into :class:`ImportInterrupted` while importing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        raise ImportInterrupted(signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, previous in old.items():
+            signal.signal(signum, previous)
+
+
 def run_import(args: argparse.Namespace, data_dir: Path) -> int:
-    """Import one file as (or into) dataset ``args.name``; print the report."""
+    """Import one file as (or into) dataset ``args.name``; print the report.
+
+    SIGTERM or Ctrl-C stops it with one line on stderr (exit 128 + signal), no
+    traceback and no folder left behind.
+    """
+    started = time.time()
+    try:
+        with _interruptible():
+            return _run_import(args, data_dir, started)
+    except (ImportInterrupted, KeyboardInterrupt) as err:
+        signum = getattr(err, "signum", signal.SIGINT)
+        print(
+            f"Import interrupted ({signal.Signals(signum).name}): stopped; no partial "
+            f"dataset was left in {data_dir}.",
+            file=sys.stderr,
+        )
+        return 128 + int(signum)
+
+
+def _run_import(args: argparse.Namespace, data_dir: Path, started: float) -> int:
     name = check_dataset_name(args.name)
     source = Path(args.file)
     report = ImportReport()
@@ -145,6 +196,11 @@ def run_import(args: argparse.Namespace, data_dir: Path) -> int:
         report=report,
         base=base_meta,
     )
+    if schema.TIMEPOINT_NOTE in cohort and (
+        cohort[schema.TIMEPOINT_NOTE] == schema.TIMEPOINT_ASSUMED
+    ).any():
+        n = int((cohort[schema.TIMEPOINT_NOTE] == schema.TIMEPOINT_ASSUMED).sum())
+        meta["timepoint"] = f"{schema.TIMEPOINT_ASSUMED}: {n} of {len(cohort)} samples"
     path = store.write_dataset(
         data_dir,
         name,
@@ -154,6 +210,7 @@ def run_import(args: argparse.Namespace, data_dir: Path) -> int:
         keep_cells_from=keep_cells,
         force=args.force,
         replace=adding,
+        started=started,
     )
     print(f"Imported {', '.join(files)} as dataset `{name}` ({len(cohort)} samples):")
     for line in report.lines():
