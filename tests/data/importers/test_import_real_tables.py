@@ -250,9 +250,7 @@ def test_pooled_classes_and_drug_names_in_one_column():
                      "IO+combo", "CTLA-4 + PD-1", "cemiplimab"],
         }
     )  # fmt: skip
-    cohort, _ = clinical.build_cohort(
-        raw, file="t.csv", mapping={"sample_id": "id"}
-    )
+    cohort, _ = clinical.build_cohort(raw, file="t.csv", mapping={"sample_id": "id"})
     assert cohort["treatment"].tolist() == [
         "anti-PD-(L)1", "anti-PD-(L)1", "anti-PD-(L)1", "ICB, unspecified",
         "ICB, unspecified", "ICB + other agent", "anti-PD-1 + anti-CTLA-4",
@@ -260,3 +258,124 @@ def test_pooled_classes_and_drug_names_in_one_column():
     ]  # fmt: skip
     assert "other" not in set(cohort["treatment"])
     assert set(cohort["treatment"]) <= set(schema.TREATMENTS)
+
+
+# ------------------------------------------------------------- CIBERSORT, labels
+
+
+def _lm22_table(ids: list[str], *, scale: list[float], id_column: str) -> str:
+    names = [*LM22_ZERO, "T cells CD8", "NK cells resting", "NK cells activated"]
+    values = [*LM22_ZERO.values(), 0.2, 0.01, 0.01]
+    lines = [",".join([id_column, "sample_id", "Cancer", "drug", *names, "P-value"])]
+    for i, (sid, factor) in enumerate(zip(ids, scale, strict=True)):
+        cells = ",".join(f"{v * factor:g}" for v in values)
+        # `sample_id` here is a lab code, not the id: the reader must follow --map
+        lines.append(f"{sid},lab{i},RCC,nivolumab,{cells},0.{i + 1}")
+    return "\n".join(lines) + "\n"
+
+
+def test_one_joined_file_is_both_clinical_and_cibersort_with_map(tmp_path, capsys):
+    # Why: the CIBERSORT reader took a column named sample_id regardless of --map;
+    # and one cohort in percent was noted as "absolute-mode scores rescaled"
+    path = table(
+        tmp_path,
+        _lm22_table(["A", "B", "C"], scale=[1, 100, 1], id_column="Patient"),
+    )
+    data_dir = tmp_path / "datasets"
+    code, out, err = run(
+        data_dir, capsys, "import", "cibersort", "--file", path, "--clinical", path,
+        "--name", "joined", "--map", "sample_id=Patient",
+    )  # fmt: skip
+    assert code == 0, err
+    cohort = load_bundle(data_dir / "joined").cohort
+    assert cohort["sample_id"].tolist() == ["A", "B", "C"]
+    np.testing.assert_allclose(cohort["frac_nk"], [0.02, 0.02, 0.02])
+    np.testing.assert_allclose(cohort[schema.CIBERSORT_P], [0.1, 0.2, 0.3])
+    assert "sample ids from `Patient`" in out
+    assert "1 of 3 rows hold percentages" in out and "absolute-mode" not in out
+    assert "the other 2 rows already held fractions" in out
+
+
+def test_metric_labels_follow_the_fraction_source():
+    # Why: CIBERSORT relative fractions were labelled "fraction of CD45+ cells"
+    from analysis.nk_metrics import available_metrics
+
+    base = pd.DataFrame({"frac_nk": [0.1, 0.0], "frac_cd8": [0.2, 0.3]})
+    cases = {
+        "cibersort_relative": "fraction of LM22 immune cells (CIBERSORT relative)",
+        "cibersortx_absolute": "CIBERSORTx absolute score",
+        "counts": "fraction of CD45+ cells (flow/sc counts)",
+    }
+    for source, text in cases.items():
+        labels = {
+            m.key: m.label
+            for m in available_metrics(base.assign(**{schema.FRACTION_SOURCE: source}))
+        }
+        assert text in labels["frac_nk"]
+    assert available_metrics(base)[0].label == "NK cells, fraction of CD45+ cells"
+    score = available_metrics(base.assign(score_NK_sig=[1.0, 2.0]))[-1]
+    assert score.label == "NK sig (score, not a fraction)"
+
+
+# ------------------------------------------------------------------ interruption
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_interrupted_import_prints_one_line_and_leaves_nothing(
+    tmp_path, capsys, monkeypatch, signame
+):
+    # Why: SIGTERM left a hidden .NAME-import-* folder; Ctrl-C printed a traceback
+    import os
+    import signal
+
+    from data.importers import store
+
+    clin = table(tmp_path, "id,cancer,drug\nA,RCC,nivolumab\nB,RCC,nivolumab\n")
+    data_dir = tmp_path / "datasets"
+    data_dir.mkdir()
+
+    def killed(path):  # the signal arrives while the bundle is being written
+        os.kill(os.getpid(), getattr(signal, signame))
+        raise AssertionError("the signal should have stopped the import")
+
+    monkeypatch.setattr(store, "load_bundle", killed)
+    code, out, err = run(
+        data_dir, capsys, "import", "clinical", "--file", clin, "--name", "x",
+        "--map", "sample_id=id",
+    )  # fmt: skip
+    assert code == 128 + getattr(signal, signame)
+    assert err.count("\n") == 1 and f"Import interrupted ({signame})" in err
+    assert "Traceback" not in err + out
+    assert list(data_dir.iterdir()) == []
+
+
+def test_stale_import_folders_of_dead_imports_are_removed(tmp_path, capsys):
+    import os
+    import subprocess
+    import time
+
+    data_dir = tmp_path / "datasets"
+    data_dir.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    old = time.time() - 3600
+    stale = data_dir / ".big-import-abc123"  # left by a killed import (36 MB)
+    stale.mkdir()
+    (stale / "cohort.csv").write_text("x")
+    (stale / ".import-owner").write_text(f"{dead.pid}\n")
+    legacy = data_dir / ".other-import-zzz"  # from before owner files
+    legacy.mkdir()
+    running = data_dir / ".busy-import-def456"  # another import, still running
+    running.mkdir()
+    (running / ".import-owner").write_text(f"{os.getppid()}\n")
+    for path in (stale, legacy, running):
+        os.utime(path, (old, old))
+    clin = table(tmp_path, "id,cancer,drug\nA,RCC,nivolumab\n")
+    code, _, err = run(
+        data_dir, capsys, "import", "clinical", "--file", clin, "--name", "x",
+        "--map", "sample_id=id",
+    )  # fmt: skip
+    assert code == 0, err
+    names = sorted(p.name for p in data_dir.iterdir())
+    assert names == [".busy-import-def456", "x"]
+    assert not (data_dir / "x" / ".import-owner").exists()
