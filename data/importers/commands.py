@@ -196,9 +196,10 @@ def _run_import(args: argparse.Namespace, data_dir: Path, started: float) -> int
         report=report,
         base=base_meta,
     )
-    if schema.TIMEPOINT_NOTE in cohort and (
-        cohort[schema.TIMEPOINT_NOTE] == schema.TIMEPOINT_ASSUMED
-    ).any():
+    if (
+        schema.TIMEPOINT_NOTE in cohort
+        and (cohort[schema.TIMEPOINT_NOTE] == schema.TIMEPOINT_ASSUMED).any()
+    ):
         n = int((cohort[schema.TIMEPOINT_NOTE] == schema.TIMEPOINT_ASSUMED).sum())
         meta["timepoint"] = f"{schema.TIMEPOINT_ASSUMED}: {n} of {len(cohort)} samples"
     path = store.write_dataset(

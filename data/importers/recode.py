@@ -182,3 +182,29 @@ def case_note(target: str, before: pd.Series, after: pd.Series) -> list[str]:
         + ", ".join(f"`{v}` x{n}" for v, n in b[changed].value_counts().head(6).items())
         + ")."
     ]
+
+
+def reads_as(target: str, value: str) -> str:
+    """What the import makes of one cell of bundle column ``target`` ("PD",
+    "missing", or "unknown: give a code")."""
+    series = pd.Series([vocab.strip_footnotes(value)])
+    if bool(vocab.is_missing(series).iloc[0]):
+        return "missing"
+    kwargs = {"file": "upload", "source": target}
+    try:
+        if target == "treatment":
+            out = vocab.normalize_treatment(series, **kwargs)[0]
+        elif target == "timepoint":
+            out = vocab.normalize_timepoint(series, **kwargs)[0]
+        elif target == "recist":
+            out = vocab.normalize_recist(series, **kwargs)[0]
+        elif target == "response":
+            out = vocab.normalize_response(series, **kwargs)[0]
+        else:
+            out = vocab.normalize_events(series, column=target, **kwargs)[0]
+    except DataError:
+        return "unknown: give a code"
+    shown = out.iloc[0]
+    if isinstance(shown, float):
+        shown = f"{shown:g}"
+    return str(shown) or "missing"
