@@ -55,6 +55,7 @@ SPLIT = f"{PREFIX}-split"
 LANDMARK = f"{PREFIX}-landmark"
 DECONV = f"{PREFIX}-deconvolution"
 DECONV_WARNING = f"{PREFIX}-deconvolution-warning"
+DECONV_COL = f"{PREFIX}-deconvolution-col"
 NOTICE = f"{PREFIX}-link-notice"
 BANNER = f"{PREFIX}-definition-banner"
 LINK_STORE = f"{PREFIX}-link"
@@ -193,7 +194,9 @@ def layout(**query) -> html.Div:
                         inline=True,
                     ),
                 ],
-                md=2,
+                md=3,
+                id=DECONV_COL,
+                style={"display": "none"},  # shown for datasets with p-values
             ),
         ],
         className="g-3 mb-3 nk-controls",
@@ -296,6 +299,7 @@ OUTPUT_NAMES = (
     "split",
     "landmark",
     "deconvolution_options",
+    "deconvolution_style",
     "state",
     "chosen",
     "link",
@@ -319,6 +323,7 @@ _OUTPUTS = [
     Output(SPLIT, "value"),
     Output(LANDMARK, "value"),
     Output(DECONV, "options"),
+    Output(DECONV_COL, "style"),
     Output(STATE_STORE, "data"),
     Output(CHOSEN_STORE, "data"),
     Output(LINK_STORE, "data"),
@@ -428,7 +433,7 @@ def compute_page(
         metric_options=[], metric=no, definition_options=[], definition=no,
         timepoint_options=_timepoint_options(schema.TIMEPOINTS), nk_timepoint=no,
         split=no, landmark=no, deconvolution_options=_deconvolution_options(False),
-        state=no, chosen=no, link=None, summary="", note="",
+        deconvolution_style=no, state=no, chosen=no, link=None, summary="", note="",
         notice=None if link else no, banner=None, content_hidden=True,
         empty_hidden=False, empty=None,
     )  # fmt: skip
@@ -465,6 +470,7 @@ def compute_page(
         state=resolved,
         note=f"{view.bundle.meta.label} · {view.filter.describe()}",
         deconvolution_options=_deconvolution_options(has_cibersort_p(samples)),
+        deconvolution_style={} if has_cibersort_p(samples) else {"display": "none"},
     )
     warning = deconvolution_warning(samples)
     if warning is not None:

@@ -144,7 +144,7 @@ def _run_import(args: argparse.Namespace, data_dir: Path, started: float) -> int
         from data.importers import deconvolution
 
         base, adding, more = _base_cohort(args, data_dir, report)
-        files = more + files
+        files = list(dict.fromkeys(more + files))  # one joined file: once
         if args.kind == "cibersort":
             cohort, found = deconvolution.import_cibersort(
                 source,
