@@ -16,6 +16,10 @@ import pandas as pd
 from data import schema
 
 LYMPHOCYTE_COLUMNS = ("frac_nk", "frac_cd8", "frac_cd4", "frac_b")
+#: Added to NK and CD8 fractions by ``log2_nk_cd8_pseudo`` so that samples with
+#: NK or CD8 = 0 keep a value: 0.01 = 1% of the cells, about the detection limit
+#: of CIBERSORT and of small flow gates (a value at or below it is "not detected").
+PSEUDOCOUNT = 0.01
 _SHORT = {"frac_nk": "NK", "frac_cd8": "CD8", "frac_cd4": "CD4", "frac_b": "B"}
 
 
@@ -37,11 +41,12 @@ class Metric:
     key: str
     label: str
     kind: str
+    short_label: str = ""
 
     @property
     def short(self) -> str:
         """A name for sentences and cut-offs ("NK among lymphocytes")."""
-        return _SHORT_LABELS.get(self.key, self.label)
+        return self.short_label or _SHORT_LABELS.get(self.key, self.label)
 
 
 _SHORT_LABELS = {
@@ -55,14 +60,52 @@ def lymphocyte_denominator(columns) -> list[str]:
     return [c for c in LYMPHOCYTE_COLUMNS if c in columns]
 
 
+def fraction_basis(table: pd.DataFrame) -> str | None:
+    """What the ``frac_*`` values of ``table`` are fractions of, from its
+    ``fraction_source`` column ("fraction of LM22 immune cells (CIBERSORT
+    relative)"); ``None`` when not recorded (the bundle default: CD45+ cells)."""
+    if schema.FRACTION_SOURCE not in table.columns:
+        return None
+    found = sorted(
+        {str(v) for v in table[schema.FRACTION_SOURCE].dropna() if str(v)}
+        & set(schema.FRACTION_SOURCES)
+    )
+    if not found:
+        return None
+    if len(found) == 1:
+        return schema.FRACTION_SOURCES[found[0]]
+    return "fraction of mixed sources: " + "; ".join(
+        schema.FRACTION_SOURCES[f] for f in found
+    )
+
+
+def has_zero_nk_or_cd8(table: pd.DataFrame) -> bool:
+    """True when some sample has NK or CD8 = 0 (log2(NK / CD8) undefined)."""
+    return bool(
+        ((table["frac_nk"] == 0) | (table["frac_cd8"] == 0)).any()
+        if {"frac_nk", "frac_cd8"} <= set(table.columns)
+        else False
+    )
+
+
 def available_metrics(table: pd.DataFrame) -> list[Metric]:
-    """Metrics computable from the columns of ``table``, in menu order."""
+    """Metrics computable from the columns of ``table``, in menu order.
+
+    The raw NK label names what the fractions are of (``fraction_source``), and
+    the pseudocount variant of log2(NK / CD8) is offered when NK or CD8 is 0 in
+    some sample.
+    """
     columns = set(table.columns)
     metrics = []
+    basis = fraction_basis(table)
     if "frac_nk" in columns:
-        metrics.append(
-            Metric("frac_nk", "NK cells, fraction of CD45+ cells", "fraction")
-        )
+        if basis is None:
+            metrics.append(
+                Metric("frac_nk", "NK cells, fraction of CD45+ cells", "fraction")
+            )
+        else:
+            short = "NK " + basis.split(" (")[0]
+            metrics.append(Metric("frac_nk", f"NK cells, {basis}", "fraction", short))
     if {"frac_nk", "frac_cd8"} <= columns:
         parts = " + ".join(_SHORT[c] for c in lymphocyte_denominator(columns))
         metrics += [
@@ -72,6 +115,16 @@ def available_metrics(table: pd.DataFrame) -> list[Metric]:
             Metric("nk_over_nk_cd8", "NK / (NK + CD8)", "ratio"),
             Metric("log2_nk_cd8", "log2(NK / CD8)", "log-ratio"),
         ]
+        if has_zero_nk_or_cd8(table):
+            metrics.append(
+                Metric(
+                    "log2_nk_cd8_pseudo",
+                    f"log2((NK + {PSEUDOCOUNT:g}) / (CD8 + {PSEUDOCOUNT:g})), "
+                    "keeps NK or CD8 = 0",
+                    "log-ratio",
+                    "log2 NK/CD8 with pseudocount",
+                )
+            )
     for column in sorted(c for c in columns if c.startswith(schema.SCORE_PREFIX)):
         name = column.removeprefix(schema.SCORE_PREFIX).replace("_", " ")
         metrics.append(Metric(column, f"{name} (score, not a fraction)", "score"))
@@ -109,6 +162,8 @@ def metric_values(table: pd.DataFrame, key: str) -> pd.Series:
             values = nk / total
         elif key == "nk_over_nk_cd8":
             values = nk / (nk + cd8)
+        elif key == "log2_nk_cd8_pseudo":
+            values = np.log2((nk + PSEUDOCOUNT) / (cd8 + PSEUDOCOUNT))
         else:
             values = np.log2(nk / cd8)
     return values.replace([np.inf, -np.inf], np.nan)

@@ -37,7 +37,16 @@ from analysis.survival import (
 from data import schema
 
 #: Page state keys (also the URL query keys of the page).
-STATE_KEYS = ("metric", "definition", "nk_timepoint", "split", "landmark")
+STATE_KEYS = (
+    "metric",
+    "definition",
+    "nk_timepoint",
+    "split",
+    "landmark",
+    "deconvolution",
+)
+#: Samples used by deconvolution quality (CIBERSORT p-value; issue 14).
+DECONVOLUTION = {"all": "all samples", "p05": "deconvolution p < 0.05"}
 SPLITS = {"median": "median split", "tertile": "tertiles"}
 TIMEPOINT_LABELS = {
     "pre": "pre-treatment",
@@ -55,6 +64,7 @@ CONTROL_LABELS = {
     "nk_timepoint": "NK timepoint",
     "split": "NK groups (survival)",
     "landmark": "Landmark (months)",
+    "deconvolution": "Deconvolution",
 }
 #: Longest landmark accepted (months): beyond 10 years no cohort has follow-up.
 MAX_LANDMARK = 120.0
@@ -74,9 +84,15 @@ class NKState:
     nk_timepoint: str
     split: str
     landmark: float | None = None
+    deconvolution: str = "all"
 
     def to_dict(self) -> dict[str, object]:
-        return {k: getattr(self, k) for k in STATE_KEYS}
+        # the default sample set stays out of URLs and provenance written before it
+        return {
+            k: getattr(self, k)
+            for k in STATE_KEYS
+            if k != "deconvolution" or self.deconvolution != "all"
+        }
 
 
 @dataclass(frozen=True)
@@ -242,6 +258,13 @@ def resolve_state_fallbacks(
         ),
         split=pick("split", list(SPLITS), "median", SPLITS),
         landmark=landmark,
+        deconvolution=pick(
+            "deconvolution",
+            ["all", "p05"] if has_cibersort_p(samples) else ["all"],
+            "all",
+            DECONVOLUTION,
+            lambda _: "needs CIBERSORT p-values, which this dataset does not have",
+        ),
     )
     order = {k: i for i, k in enumerate(STATE_KEYS)}
     return resolved, sorted(fallbacks, key=lambda f: order[f.key])
@@ -281,6 +304,10 @@ class NKResponseAnalysis:
     n_no_response: int = 0
     n_no_metric: int = 0
     n_averaged: int = 0
+    #: patients left out of log2(NK / CD8) because NK or CD8 is 0
+    n_zero_ratio: int = 0
+    #: analysed patients whose timepoint was not reported (assumed pre-treatment)
+    n_assumed_timepoint: int = 0
     summaries: tuple[stats.GroupSummary, ...] = ()
     two_group: stats.TwoGroupTest | None = None
     multi_group: stats.MultiGroupTest | None = None
@@ -318,9 +345,16 @@ class NKResponseAnalysis:
                 f"{self.n_no_response} patient{'s' if self.n_no_response != 1 else ''}"
                 " without evaluable response excluded"
             )
-        if self.n_no_metric:
+        zeros = self.n_zero_ratio
+        if zeros:
             parts.append(
-                f"{self.n_no_metric} patient{'s' if self.n_no_metric != 1 else ''}"
+                f"{zeros} patient{'s' if zeros != 1 else ''} with NK or CD8 = 0 "
+                "excluded (log of 0; the pseudocount variant keeps them)"
+            )
+        if self.n_no_metric - zeros:
+            n = self.n_no_metric - zeros
+            parts.append(
+                f"{n} patient{'s' if n != 1 else ''}"
                 " without a value of the metric excluded"
             )
         if self.n_averaged:
@@ -329,6 +363,18 @@ class NKResponseAnalysis:
                 "several samples at this timepoint (values averaged)"
             )
         return "; ".join(parts)
+
+    @property
+    def timepoint_label(self) -> str:
+        """'pre-treatment', or 'assumed pre-treatment' when the source did not
+        report the timepoint (see ``data.schema.TIMEPOINT_ASSUMED``)."""
+        label = TIMEPOINT_LABELS[self.state.nk_timepoint]
+        assumed = self.n_assumed_timepoint
+        if not assumed:
+            return label
+        if assumed >= len(self.patients):
+            return f"assumed {label} (timepoint not reported)"
+        return f"{label} ({assumed} patients assumed: timepoint not reported)"
 
     @property
     def split_groups(self) -> tuple[str, ...]:
@@ -410,6 +456,8 @@ class NKResponseAnalysis:
                     "binary_analyses": self.binary_label,
                 },
                 "timepoint": self.state.nk_timepoint,
+                "timepoint_label": self.timepoint_label,
+                "deconvolution": DECONVOLUTION[self.state.deconvolution],
                 "split": self.state.split,
                 "landmark_months": self.state.landmark,
                 "nk_groups": {
@@ -422,6 +470,7 @@ class NKResponseAnalysis:
                 "n_patients": self.n_analysed,
                 "n_excluded_no_response": self.n_no_response,
                 "n_excluded_no_metric": self.n_no_metric,
+                "n_excluded_nk_or_cd8_zero": self.n_zero_ratio,
                 "n_patients_samples_averaged": self.n_averaged,
                 "groups": list(self.summaries),
                 "mann_whitney": None
@@ -592,6 +641,14 @@ def analyze_nk_response(
             empty_message="This dataset has no NK metric (needs frac_nk).",
             **base,
         )
+    if resolved.deconvolution == "p05":
+        reliable = samples[schema.CIBERSORT_P].astype(float) < 0.05
+        notes.append(
+            f"Deconvolution p < 0.05: {int(reliable.sum())} of {len(samples)} "
+            "samples kept (CIBERSORT p-value)."
+        )
+        samples = samples[reliable]
+        base["notes"] = tuple(notes)
     tp = resolved.nk_timepoint
     at_tp = patient_metric(samples, metric.key, timepoint=tp)
     if at_tp.empty:
@@ -606,6 +663,14 @@ def analyze_nk_response(
     at_tp.loc[binary_groups.isna(), "responder"] = pd.NA
     has_value = at_tp["value"].notna()
     n_no_metric = int((~has_value).sum())
+    n_zero = 0
+    if metric.key == "log2_nk_cd8":
+        zero = (at_tp["frac_nk"] == 0) | (at_tp["frac_cd8"] == 0)
+        n_zero = int((zero & ~has_value).sum())
+    base["n_zero_ratio"] = n_zero
+    base["n_assumed_timepoint"] = assumed_timepoint_patients(
+        samples, at_tp[has_value], tp
+    )
     with_value = at_tp[has_value].copy()
     evaluable = with_value[with_value["group"].notna()].copy()
     n_no_response = int(with_value["group"].isna().sum())
@@ -678,6 +743,47 @@ def analyze_nk_response(
         paired=paired_pre_on(samples, metric.key, definition),
         **base,
     )
+
+
+def has_cibersort_p(samples: pd.DataFrame) -> bool:
+    """True when the samples carry CIBERSORT p-values."""
+    return (
+        schema.CIBERSORT_P in samples.columns
+        and samples[schema.CIBERSORT_P].notna().any()
+    )
+
+
+def assumed_timepoint_patients(
+    samples: pd.DataFrame, patients: pd.DataFrame, timepoint: str
+) -> int:
+    """How many of ``patients`` have a sample at ``timepoint`` whose timepoint was
+    not reported by the source (recorded as assumed pre-treatment)."""
+    if schema.TIMEPOINT_NOTE not in samples.columns or patients.empty:
+        return 0
+    rows = samples[
+        (samples["timepoint"] == timepoint)
+        & (samples[schema.TIMEPOINT_NOTE] == schema.TIMEPOINT_ASSUMED)
+    ]
+    keys = set(zip(rows["cohort"], rows["patient_id"], strict=True))
+    return sum(
+        (c, p) in keys
+        for c, p in zip(patients["cohort"], patients["patient_id"], strict=True)
+    )
+
+
+def unreliable_deconvolution(samples: pd.DataFrame) -> list[tuple[str, int, int]]:
+    """Cohorts where most samples have CIBERSORT p >= 0.05: (cohort, n with
+    p >= 0.05, n with a p-value), in cohort order."""
+    if not has_cibersort_p(samples):
+        return []
+    p = samples[schema.CIBERSORT_P].astype(float)
+    out = []
+    for cohort, values in p.groupby(samples["cohort"], sort=True):
+        values = values.dropna()
+        bad = int((values >= 0.05).sum())
+        if len(values) and bad > len(values) / 2:
+            out.append((str(cohort), bad, len(values)))
+    return out
 
 
 def _no_timepoint_message(samples: pd.DataFrame, timepoint: str) -> str:

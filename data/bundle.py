@@ -364,6 +364,8 @@ def validate_cohort(
     for column in ("os_months", "pfs_months"):
         if column in frame.columns:
             numeric_columns.append((column, 0.0, None))
+    if schema.CIBERSORT_P in frame.columns:
+        numeric_columns.append((schema.CIBERSORT_P, 0.0, 1.0))
     for column, low, high in numeric_columns:
         found, values = _check_numeric(frame, column, file=file, low=low, high=high)
         problems += found

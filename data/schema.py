@@ -46,13 +46,38 @@ SCORE_PREFIX = "score_"
 TIMEPOINTS = ("pre", "on", "post")
 RECIST_VALUES = ("CR", "PR", "SD", "PD", "NE")
 RESPONSE_VALUES = ("R", "NR")
+#: Checkpoint classes; pooled ones keep what a published table says (``PD-1/PD-L1``
+#: -> ``anti-PD-(L)1``) instead of reading as non-checkpoint ``other``. New classes
+#: go before ``other``, which stays last. See data/importers/treatments.py.
 TREATMENTS = (
     "anti-PD-1",
     "anti-PD-L1",
     "anti-CTLA-4",
     "anti-PD-1 + anti-CTLA-4",
+    "anti-PD-(L)1",
+    "anti-PD-L1 + anti-CTLA-4",
+    "anti-PD-(L)1 + anti-CTLA-4",
+    "ICB, unspecified",
+    "ICB + other agent",
     "other",
 )
+
+#: Per-sample provenance columns an import may add (kept by validation).
+#: ``fraction_source``: what the ``frac_*`` numbers are (a key of
+#: ``FRACTION_SOURCES``); ``cibersort_p``: CIBERSORT deconvolution p-value;
+#: ``timepoint_note``: how the timepoint was known.
+FRACTION_SOURCE = "fraction_source"
+CIBERSORT_P = "cibersort_p"
+TIMEPOINT_NOTE = "timepoint_note"
+PROVENANCE_COLUMNS = (FRACTION_SOURCE, CIBERSORT_P, TIMEPOINT_NOTE)
+#: fraction_source value -> what a frac_* value is a fraction of.
+FRACTION_SOURCES = {
+    "cibersort_relative": "fraction of LM22 immune cells (CIBERSORT relative)",
+    "cibersortx_absolute": "fraction of LM22 immune cells (CIBERSORTx absolute "
+    "score, rescaled per sample)",
+    "counts": "fraction of CD45+ cells (flow/sc counts)",
+}
+TIMEPOINT_ASSUMED = "not reported (assumed pre-treatment)"
 
 #: Columns that identify a patient: ids repeat across studies.
 PATIENT_KEY = ("cohort", "patient_id")

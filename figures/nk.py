@@ -468,7 +468,8 @@ def panels_from_analysis(view, result: NKResponseAnalysis) -> list[Panel]:
         ]
     metric = result.metric.label
     definition = result.definition.label
-    tp = TIMEPOINT_LABELS[result.state.nk_timepoint]
+    # "assumed pre-treatment" when the source did not report the timepoint
+    tp = result.timepoint_label or TIMEPOINT_LABELS[result.state.nk_timepoint]
     evaluable = result.patients[result.patients["group"].notna()]
     n_text = ", ".join(f"{s.group} n={s.n}" for s in result.summaries)
     # messages may end in a full stop of their own: never print "needed).."

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dash
+import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, dcc, html, no_update
 
@@ -19,7 +20,7 @@ from config import get_settings
 from data import schema
 from data.errors import DataError
 from data.importers import clinical as clinical_import
-from data.importers import store, upload
+from data.importers import recode, store, upload
 from data.registry import DatasetEntry, check_dataset_name, get_bundle, list_datasets
 
 dash.register_page(__name__, path="/data", name="Data", order=3)
@@ -42,6 +43,7 @@ SAVE = f"{PREFIX}-save"
 REPORT = f"{PREFIX}-report"
 SAVED = f"{PREFIX}-saved"
 MAP_TYPE = f"{PREFIX}-map"
+VALUES = f"{PREFIX}-values"
 
 #: Bundle columns offered in the mapping form, with what they mean.
 MAP_TARGETS = (
@@ -220,6 +222,44 @@ def _mapping_form() -> html.Div:
     return html.Div(rows)
 
 
+def _values_grid() -> html.Div:
+    """Editable table of the mapped categorical values (recodes, issue 14)."""
+    columns = [
+        {"field": "column", "headerName": "Column of your table"},
+        {"field": "value", "headerName": "Value"},
+        {"field": "rows", "headerName": "Rows", "width": 90},
+        {"field": "reads_as", "headerName": "Read as"},
+        {
+            "field": "code",
+            "headerName": "Code (edit; empty = missing)",
+            "editable": True,
+            "cellClass": "fw-bold",
+        },
+    ]
+    return html.Div(
+        [
+            html.H4("Values of categorical columns", className="h5 mt-3"),
+            html.P(
+                "Footnote marks (*, †), case and surrounding spaces are handled "
+                "automatically. Give a value the vocabulary does not know (“Read "
+                "as: unknown”) a code such as PD, NE, anti-PD-1 or pre; an empty "
+                "code makes it missing. The CLI takes the same as --recode "
+                "'COLUMN:VALUE=CODE'.",
+                className="text-muted small",
+            ),
+            dag.AgGrid(
+                id=VALUES,
+                columnDefs=columns,
+                rowData=[],
+                columnSize="responsiveSizeToFit",
+                defaultColDef={"resizable": True, "sortable": True},
+                dashGridOptions={"domLayout": "autoHeight", "singleClickEdit": True},
+                style={"height": None},
+            ),
+        ]
+    )
+
+
 def layout(**_query) -> html.Div:
     """Dataset list and the upload form."""
     limit_mb = _max_bytes() / 2**20
@@ -335,6 +375,7 @@ def layout(**_query) -> html.Div:
                             ),
                         ]
                     ),
+                    _values_grid(),
                     dcc.Loading(html.Div(id=REPORT, className="mt-3")),
                 ],
                 id=MAPPING_CARD,
@@ -410,18 +451,43 @@ def receive_upload(contents, filename):
     )
 
 
-def _mapped(store_data, mapping_values, tumor, treatment, name):
+def _mapping(mapping_values) -> dict[str, str]:
+    return {
+        target: value
+        for (target, _), value in zip(MAP_TARGETS, mapping_values or [], strict=False)
+        if value
+    }
+
+
+@callback(
+    Output(VALUES, "rowData"),
+    Input({"type": MAP_TYPE, "target": ALL}, "value"),
+    State(UPLOAD_STORE, "data"),
+    prevent_initial_call=True,
+)
+def fill_values(mapping_values, store_data):
+    """List the distinct values of the mapped categorical columns to recode."""
+    if not store_data:
+        return []
+    try:
+        frame = upload.read_staged(
+            store_data.get("token"),
+            store_data.get("filename", "upload"),
+            _staging_dir(),
+        )
+    except DataError:
+        return []
+    return upload.value_table(frame, _mapping(mapping_values))
+
+
+def _mapped(store_data, mapping_values, tumor, treatment, name, value_rows=None):
     """Cohort table and report from the staged upload and the form."""
     if not store_data:
         raise DataError("Upload a table first.", file="upload")
     frame = upload.read_staged(
         store_data.get("token"), store_data.get("filename", "upload"), _staging_dir()
     )
-    mapping = {
-        target: value
-        for (target, _), value in zip(MAP_TARGETS, mapping_values, strict=True)
-        if value
-    }
+    mapping = _mapping(mapping_values)
     constants = {}
     if tumor and "tumor_type" not in mapping:
         constants["tumor_type"] = tumor.strip()
@@ -434,6 +500,7 @@ def _mapped(store_data, mapping_values, tumor, treatment, name):
         constants=constants,
         cohort_name=(name or "uploaded").strip() or "uploaded",
         guess=False,
+        recodes=recode.recodes_from_rows(value_rows or []),
     )
 
 
@@ -474,12 +541,15 @@ def _report_view(report, cohort) -> html.Div:
     State(SET_TUMOR, "value"),
     State(SET_TREATMENT, "value"),
     State(NAME, "value"),
+    State(VALUES, "rowData"),
     prevent_initial_call=True,
 )
-def check_upload(_n, store_data, mapping_values, tumor, treatment, name):
+def check_upload(_n, store_data, mapping_values, tumor, treatment, name, rows=None):
     """Validation report of the mapped table (nothing is written)."""
     try:
-        cohort, report = _mapped(store_data, mapping_values, tumor, treatment, name)
+        cohort, report = _mapped(
+            store_data, mapping_values, tumor, treatment, name, rows
+        )
     except DataError as err:
         return _error(err, "Not valid yet: fix these and press Check again.")
     return _report_view(report, cohort)
@@ -497,10 +567,20 @@ def check_upload(_n, store_data, mapping_values, tumor, treatment, name):
     State(TITLE, "value"),
     State(LICENSE, "value"),
     State(REPLACE, "value"),
+    State(VALUES, "rowData"),
     prevent_initial_call=True,
 )
 def save_upload(
-    _n, store_data, mapping_values, tumor, treatment, name, title, license, replace
+    _n,
+    store_data,
+    mapping_values,
+    tumor,
+    treatment,
+    name,
+    title,
+    license,
+    replace,
+    rows=None,
 ):
     """Validate and write the dataset atomically; refuse to overwrite unless ticked."""
     data_dir = _data_dir()
@@ -515,7 +595,9 @@ def save_upload(
                 ),
                 no_update,
             )
-        cohort, report = _mapped(store_data, mapping_values, tumor, treatment, name)
+        cohort, report = _mapped(
+            store_data, mapping_values, tumor, treatment, name, rows
+        )
         meta = store.make_meta(
             name,
             title=(title or "").strip() or None,

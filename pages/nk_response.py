@@ -18,11 +18,14 @@ from dash import (
 from analysis.nk_metrics import available_metrics
 from analysis.nk_response import (
     CONTROL_LABELS,
+    DECONVOLUTION,
     MAX_LANDMARK,
     SPLITS,
     STATE_KEYS,
     TIMEPOINT_LABELS,
+    has_cibersort_p,
     parse_landmark,
+    unreliable_deconvolution,
 )
 from analysis.response import DEFINITIONS, available_definitions
 from analysis.stats import format_p
@@ -50,6 +53,9 @@ DEFINITION = f"{PREFIX}-definition"
 TIMEPOINT = f"{PREFIX}-timepoint"
 SPLIT = f"{PREFIX}-split"
 LANDMARK = f"{PREFIX}-landmark"
+DECONV = f"{PREFIX}-deconvolution"
+DECONV_WARNING = f"{PREFIX}-deconvolution-warning"
+DECONV_COL = f"{PREFIX}-deconvolution-col"
 NOTICE = f"{PREFIX}-link-notice"
 BANNER = f"{PREFIX}-definition-banner"
 LINK_STORE = f"{PREFIX}-link"
@@ -178,6 +184,20 @@ def layout(**query) -> html.Div:
                 ],
                 md=2,
             ),
+            dbc.Col(
+                [
+                    html.Label(CONTROL_LABELS["deconvolution"], className="form-label"),
+                    dbc.RadioItems(
+                        id=DECONV,
+                        options=_deconvolution_options(False),
+                        value=state["deconvolution"] or "all",
+                        inline=True,
+                    ),
+                ],
+                md=3,
+                id=DECONV_COL,
+                style={"display": "none"},  # shown for datasets with p-values
+            ),
         ],
         className="g-3 mb-3 nk-controls",
     )
@@ -229,6 +249,35 @@ def layout(**query) -> html.Div:
     )
 
 
+def _deconvolution_options(available: bool) -> list[dict]:
+    """Sample set options; p < 0.05 disabled without CIBERSORT p-values."""
+    return [
+        {"label": label, "value": key, "disabled": key != "all" and not available}
+        for key, label in DECONVOLUTION.items()
+    ]
+
+
+def deconvolution_warning(samples) -> dbc.Alert | None:
+    """Per cohort, a warning when most samples have CIBERSORT p >= 0.05."""
+    bad = unreliable_deconvolution(samples)
+    if not bad:
+        return None
+    return dbc.Alert(
+        [
+            html.Strong("Unreliable deconvolution: "),
+            "; ".join(
+                f"{cohort}: {n_bad} of {n} samples have CIBERSORT p ≥ 0.05"
+                for cohort, n_bad, n in bad
+            ),
+            ". Their NK and CD8 fractions may be noise; choose “deconvolution "
+            "p < 0.05” to analyse only reliably deconvolved samples.",
+        ],
+        id=DECONV_WARNING,
+        color="warning",
+        className="small py-2",
+    )
+
+
 def _timepoint_options(available) -> list[dict]:
     """NK timepoint radio options; timepoints without filtered samples disabled."""
     return [
@@ -249,6 +298,8 @@ OUTPUT_NAMES = (
     "nk_timepoint",
     "split",
     "landmark",
+    "deconvolution_options",
+    "deconvolution_style",
     "state",
     "chosen",
     "link",
@@ -271,6 +322,8 @@ _OUTPUTS = [
     Output(TIMEPOINT, "value"),
     Output(SPLIT, "value"),
     Output(LANDMARK, "value"),
+    Output(DECONV, "options"),
+    Output(DECONV_COL, "style"),
     Output(STATE_STORE, "data"),
     Output(CHOSEN_STORE, "data"),
     Output(LINK_STORE, "data"),
@@ -295,9 +348,19 @@ _OUTPUTS = [
     State(STATE_STORE, "data"),
     State(LINK_STORE, "data"),
     State(CHOSEN_STORE, "data"),
+    Input(DECONV, "value"),
 )
 def update_nk_response(
-    filter_data, metric, definition, timepoint, split, landmark, stored, link, chosen
+    filter_data,
+    metric,
+    definition,
+    timepoint,
+    split,
+    landmark,
+    stored,
+    link,
+    chosen,
+    deconvolution=None,
 ):
     """Recompute every view for the global filter and the page controls."""
     if filter_data is None:
@@ -310,6 +373,7 @@ def update_nk_response(
             "nk_timepoint": timepoint,
             "split": split,
             "landmark": landmark,
+            "deconvolution": deconvolution,
         },
         stored=stored,
         link=link,
@@ -332,7 +396,7 @@ def requested_state(
     stored = dict(stored or {})
     link = dict(link or {})
     state = {}
-    for key in ("metric", "definition", "nk_timepoint", "split"):
+    for key in ("metric", "definition", "nk_timepoint", "split", "deconvolution"):
         # a dropdown drops a URL value before its options arrive
         state[key] = link.get(key) or controls.get(key) or stored.get(key)
     if trigger == LANDMARK:
@@ -368,7 +432,8 @@ def compute_page(
     out.update(
         metric_options=[], metric=no, definition_options=[], definition=no,
         timepoint_options=_timepoint_options(schema.TIMEPOINTS), nk_timepoint=no,
-        split=no, landmark=no, state=no, chosen=no, link=None, summary="", note="",
+        split=no, landmark=no, deconvolution_options=_deconvolution_options(False),
+        deconvolution_style=no, state=no, chosen=no, link=None, summary="", note="",
         notice=None if link else no, banner=None, content_hidden=True,
         empty_hidden=False, empty=None,
     )  # fmt: skip
@@ -404,7 +469,12 @@ def compute_page(
         landmark=resolved["landmark"],
         state=resolved,
         note=f"{view.bundle.meta.label} · {view.filter.describe()}",
+        deconvolution_options=_deconvolution_options(has_cibersort_p(samples)),
+        deconvolution_style={} if has_cibersort_p(samples) else {"display": "none"},
     )
+    warning = deconvolution_warning(samples)
+    if warning is not None:
+        out["note"] = [out["note"], warning]
     if trigger == DEFINITION and controls.get("definition"):
         out["chosen"] = {"definition": controls["definition"]}
     elif state.get("definition") not in available_definitions(view.bundle.cohort):
@@ -516,7 +586,9 @@ def _missing(key: str) -> str:
 
 def _summary(summary: dict, provenance: dict, told: set[str] = frozenset()) -> list:
     """Headline: what was analysed, who was excluded, the test, its direction."""
-    timepoint = TIMEPOINT_LABELS.get(summary["timepoint"], summary["timepoint"])
+    timepoint = summary.get("timepoint_label") or TIMEPOINT_LABELS.get(
+        summary["timepoint"], summary["timepoint"]
+    )
     n = summary["n_patients"]
     if summary["empty_message"]:
         parts = [html.Strong(summary["empty_message"])]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import pandas as pd
 from data import schema
 from data.bundle import validate_cohort
 from data.errors import DataError, Problem
-from data.importers import vocab
+from data.importers import recode, vocab
 from data.importers.reading import read_bytes, read_table_bytes
 from data.importers.report import ImportReport
 
@@ -300,6 +301,13 @@ def _source_values(
     if missing:
         close = [c for c in raw.columns if vocab.squash(c) == vocab.squash(missing[0])]
         hint = f" Did you mean `{close[0]}`?" if close else ""
+        sheets = raw.attrs.get("sheets") or []
+        if len(sheets) > 1:
+            hint += (
+                f" This is sheet `{raw.attrs.get('sheet')}` of the workbook; its "
+                "sheets are " + ", ".join(f"`{n}`" for n in sheets) + " (choose one "
+                "with --sheet)."
+            )
         raise DataError(
             Problem(
                 file=file,
@@ -328,6 +336,8 @@ def build_cohort(
     time_unit: str | None = None,
     scores: Iterable[str] = (),
     guess: bool = True,
+    recodes: Sequence[recode.Recode] = (),
+    fraction_source: str = "counts",
 ) -> tuple[pd.DataFrame, ImportReport]:
     """Map, normalize and validate a clinical table.
 
@@ -351,6 +361,12 @@ def build_cohort(
         Shell-style patterns of source columns kept as ``score_*`` metrics.
     guess
         Recognise usual column names for unmapped bundle columns.
+    recodes
+        ``--recode`` rules applied to categorical columns before their vocabulary
+        (see :mod:`data.importers.recode`).
+    fraction_source
+        What ``frac_*`` values of this table are (a key of
+        :data:`data.schema.FRACTION_SOURCES`), recorded per sample.
 
     Returns
     -------
@@ -365,6 +381,7 @@ def build_cohort(
         rows and the fix.
     """
     report = ImportReport()
+    report.notes += list(raw.attrs.get("read_notes", []))
     constants = dict(constants or {})
     explicit = dict(mapping or {})
     if raw.empty:
@@ -426,8 +443,10 @@ def build_cohort(
         report.notes.append(f"cohort: `{cohort_name}` for every row (dataset name).")
     if "timepoint" not in out:
         out["timepoint"] = "pre"
+        out[schema.TIMEPOINT_NOTE] = schema.TIMEPOINT_ASSUMED
         report.notes.append(
-            "timepoint: none mapped; every sample taken as pre-treatment (`pre`)."
+            "timepoint: none mapped; every sample recorded as "
+            f"`{schema.TIMEPOINT_ASSUMED}` (analysed as `pre`, and figures say so)."
         )
     for target in ("tumor_type", "treatment"):
         if target not in out:
@@ -478,25 +497,63 @@ def build_cohort(
             )
         )
 
-    out["treatment"], notes, warnings = vocab.normalize_treatment(
-        out["treatment"], file=file, source=src("treatment")
+    out, notes = recode.apply_recodes(out, recodes, sources=sources, file=file)
+    report.notes += notes
+    out, notes = recode.clean_categories(
+        out, sources=sources, trimmed=raw.attrs.get("trimmed", {})
+    )
+    report.notes += notes
+    # every unknown value of every column is reported in one refusal
+    problems: list[Problem] = []
+
+    def collect(call, fallback):
+        try:
+            return call()
+        except DataError as err:
+            problems.extend(err.problems)
+            return fallback
+
+    before = out.copy()
+    out["treatment"], notes, warnings = collect(
+        lambda: vocab.normalize_treatment(
+            out["treatment"], file=file, source=src("treatment")
+        ),
+        (out["treatment"], [], []),
     )
     report.notes += notes
     report.warnings += warnings
-    out["timepoint"], notes = vocab.normalize_timepoint(
-        out["timepoint"], file=file, source=src("timepoint")
+    if schema.TIMEPOINT_NOTE not in out:
+        assumed = vocab.is_missing(out["timepoint"])
+        if assumed.any():
+            out[schema.TIMEPOINT_NOTE] = np.where(
+                assumed, schema.TIMEPOINT_ASSUMED, "reported"
+            )
+    out["timepoint"], notes = collect(
+        lambda: vocab.normalize_timepoint(
+            out["timepoint"], file=file, source=src("timepoint")
+        ),
+        (out["timepoint"], []),
     )
     report.notes += notes
     if "recist" in sources:
-        out["recist"], notes = vocab.normalize_recist(
-            out["recist"], file=file, source=src("recist")
+        out["recist"], notes = collect(
+            lambda: vocab.normalize_recist(
+                out["recist"], file=file, source=src("recist")
+            ),
+            (out["recist"], []),
         )
         report.notes += notes
     if "response" in out:
-        out["response"], notes = vocab.normalize_response(
-            out["response"], file=file, source=src("response")
+        out["response"], notes = collect(
+            lambda: vocab.normalize_response(
+                out["response"], file=file, source=src("response")
+            ),
+            (out["response"], []),
         )
         report.notes += notes
+    for target in ("recist", "response", "timepoint"):
+        if target in sources and not problems:
+            report.notes += recode.case_note(target, before[target], out[target])
 
     unit_column = next(
         (
@@ -514,19 +571,36 @@ def build_cohort(
                     ~vocab.is_missing(raw[unit_column]), "months"
                 )
                 unit.name = unit_column
-            out[time_col], notes = vocab.survival_to_months(
-                out[time_col],
-                file=file,
-                source=src(time_col),
-                column=time_col,
-                unit=unit,
+            out[time_col], notes = collect(
+                partial(
+                    vocab.survival_to_months,
+                    out[time_col],
+                    file=file,
+                    source=src(time_col),
+                    column=time_col,
+                    unit=unit,
+                ),
+                (out[time_col], []),
             )
             report.notes += notes
         if event_col in out:
-            out[event_col], notes = vocab.normalize_events(
-                out[event_col], file=file, source=src(event_col), column=event_col
+            out[event_col], notes = collect(
+                partial(
+                    vocab.normalize_events,
+                    out[event_col],
+                    file=file,
+                    source=src(event_col),
+                    column=event_col,
+                ),
+                (out[event_col], []),
             )
             report.notes += notes
+        if time_col in out and event_col in out and not problems:
+            report.warnings += _events_without_time(
+                out, time_col, event_col, file=file, src=src
+            )
+    if problems:
+        raise DataError(problems)
 
     for source in score_sources(raw.columns, scores):
         column = score_column_name(source)
@@ -540,6 +614,20 @@ def build_cohort(
         out, fractions, file=file, sources=sources
     )
     report.notes += notes
+    if fractions and out[fractions].notna().any().any():
+        if fraction_source not in schema.FRACTION_SOURCES:
+            raise DataError(
+                Problem(
+                    file="--fraction-source",
+                    message=f"`{fraction_source}` is not a known source.",
+                    fix="use one of " + ", ".join(schema.FRACTION_SOURCES) + ".",
+                )
+            )
+        out[schema.FRACTION_SOURCE] = fraction_source
+        report.notes.append(
+            "frac_* columns recorded as "
+            f"{schema.FRACTION_SOURCES[fraction_source]} (--fraction-source)."
+        )
     for column in schema.REQUIRED_FRACTIONS:
         if column not in out:
             out[column] = np.nan
@@ -558,6 +646,27 @@ def build_cohort(
     return finish_cohort(out, file=file, sources=sources, report=report)
 
 
+def _events_without_time(
+    out: pd.DataFrame, time_col: str, event_col: str, *, file: str, src
+) -> list[Problem]:
+    """A warning naming rows with an event indicator but no time."""
+    lonely = out[event_col].notna() & out[time_col].isna()
+    if not lonely.any():
+        return []
+    return [
+        Problem(
+            file=file,
+            column=src(event_col),
+            rows=vocab.rows_of(lonely),
+            message=f"{int(lonely.sum())} sample(s) have an event indicator but no "
+            f"time in `{src(time_col)}`; they are left out of survival analyses.",
+            fix="fill in the time (months from treatment start), or leave the event "
+            "empty too.",
+            severity="warning",
+        )
+    ]
+
+
 def _used(column: str, chosen: Mapping[str, str], sources: Mapping[str, str]) -> bool:
     specs = list(chosen.values()) + list(sources.values())
     return any(column in [s.strip() for s in spec.split("|")] for spec in specs)
@@ -568,7 +677,8 @@ def order_columns(frame: pd.DataFrame) -> pd.DataFrame:
     head = [c for c in TARGETS if c in frame.columns]
     fracs = [c for c in frame.columns if c.startswith(schema.FRACTION_PREFIX)]
     scores = [c for c in frame.columns if c.startswith(schema.SCORE_PREFIX)]
-    return frame[head + fracs + scores]
+    kept = [c for c in schema.PROVENANCE_COLUMNS if c in frame.columns]
+    return frame[head + fracs + scores + kept]
 
 
 def as_csv_strings(frame: pd.DataFrame) -> pd.DataFrame:
@@ -629,10 +739,13 @@ def import_clinical(
     cohort_name: str = "imported",
     time_unit: str | None = None,
     scores: Iterable[str] = (),
+    sheet: str | None = None,
+    recodes: Sequence[recode.Recode] = (),
+    fraction_source: str = "counts",
 ) -> tuple[pd.DataFrame, ImportReport]:
     """Read a CSV/TSV/XLSX clinical table and map it; see :func:`build_cohort`."""
     path = Path(path)
-    raw = read_table_bytes(read_bytes(path), file=path.name)
+    raw = read_table_bytes(read_bytes(path), file=path.name, sheet=sheet)
     return build_cohort(
         raw,
         file=path.name,
@@ -641,4 +754,6 @@ def import_clinical(
         cohort_name=cohort_name,
         time_unit=time_unit,
         scores=scores,
+        recodes=recodes,
+        fraction_source=fraction_source,
     )

@@ -9,13 +9,18 @@ succeeds (see :mod:`data.importers.store`).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
 
 from data import schema
 from data.errors import DataError, Problem
-from data.importers import clinical, store
+from data.importers import clinical, recode, store
 from data.importers.report import ImportReport
 from data.registry import check_dataset_name
 
@@ -42,6 +47,8 @@ def _base_cohort(
             cohort_name=args.cohort or args.name,
             time_unit=args.time_unit,
             scores=args.scores or (),
+            sheet=args.sheet,
+            recodes=recode.parse_recodes(args.recode),
         )
         report.notes.append(f"clinical table {Path(args.clinical).name}:")
         # frac_nk/frac_cd8 are filled by the next step and validated again there
@@ -51,7 +58,8 @@ def _base_cohort(
             w for w in clinical_report.warnings if w.column not in filled
         ]
         return cohort, False, [Path(args.clinical).name]
-    if args.map or args.set:
+    # --map sample_id=COLUMN also names the id column of the CIBERSORT file
+    if set(_mapping(args)) - {"sample_id"} or args.set:
         raise DataError(
             Problem(
                 file="--map",
@@ -63,8 +71,54 @@ def _base_cohort(
     return store.existing_cohort(data_dir, args.name), True, []
 
 
+class ImportInterrupted(BaseException):
+    """SIGTERM/SIGINT during an import (a BaseException, like KeyboardInterrupt,
+    so no ``except Exception`` swallows it before the temporary folder is gone)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """Turn SIGTERM and SIGINT into :class:`ImportInterrupted` while importing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        raise ImportInterrupted(signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, previous in old.items():
+            signal.signal(signum, previous)
+
+
 def run_import(args: argparse.Namespace, data_dir: Path) -> int:
-    """Import one file as (or into) dataset ``args.name``; print the report."""
+    """Import one file as (or into) dataset ``args.name``; print the report.
+
+    SIGTERM or Ctrl-C stops it with one line on stderr (exit 128 + signal), no
+    traceback and no folder left behind.
+    """
+    started = time.time()
+    try:
+        with _interruptible():
+            return _run_import(args, data_dir, started)
+    except (ImportInterrupted, KeyboardInterrupt) as err:
+        signum = getattr(err, "signum", signal.SIGINT)
+        print(
+            f"Import interrupted ({signal.Signals(signum).name}): stopped; no partial "
+            f"dataset was left in {data_dir}.",
+            file=sys.stderr,
+        )
+        return 128 + int(signum)
+
+
+def _run_import(args: argparse.Namespace, data_dir: Path, started: float) -> int:
     name = check_dataset_name(args.name)
     source = Path(args.file)
     report = ImportReport()
@@ -81,16 +135,23 @@ def run_import(args: argparse.Namespace, data_dir: Path) -> int:
             cohort_name=args.cohort or name,
             time_unit=args.time_unit,
             scores=args.scores or (),
+            sheet=args.sheet,
+            recodes=recode.parse_recodes(args.recode),
+            fraction_source=args.fraction_source,
         )
         report.extend(found)
     elif args.kind in ("cibersort", "expression"):
         from data.importers import deconvolution
 
         base, adding, more = _base_cohort(args, data_dir, report)
-        files = more + files
+        files = list(dict.fromkeys(more + files))  # one joined file: once
         if args.kind == "cibersort":
             cohort, found = deconvolution.import_cibersort(
-                source, base, scores=args.scores or ()
+                source,
+                base,
+                scores=args.scores or (),
+                sample_column=_mapping(args).get("sample_id"),
+                sheet=args.sheet,
             )
         else:
             cohort, found = deconvolution.import_expression(source, base)
@@ -135,6 +196,12 @@ def run_import(args: argparse.Namespace, data_dir: Path) -> int:
         report=report,
         base=base_meta,
     )
+    if (
+        schema.TIMEPOINT_NOTE in cohort
+        and (cohort[schema.TIMEPOINT_NOTE] == schema.TIMEPOINT_ASSUMED).any()
+    ):
+        n = int((cohort[schema.TIMEPOINT_NOTE] == schema.TIMEPOINT_ASSUMED).sum())
+        meta["timepoint"] = f"{schema.TIMEPOINT_ASSUMED}: {n} of {len(cohort)} samples"
     path = store.write_dataset(
         data_dir,
         name,
@@ -144,6 +211,7 @@ def run_import(args: argparse.Namespace, data_dir: Path) -> int:
         keep_cells_from=keep_cells,
         force=args.force,
         replace=adding,
+        started=started,
     )
     print(f"Imported {', '.join(files)} as dataset `{name}` ({len(cohort)} samples):")
     for line in report.lines():
@@ -173,6 +241,21 @@ def add_import_arguments(p: argparse.ArgumentParser) -> None:
         "--clinical",
         help="clinical table to join (cibersort/expression); without it they are "
         "added to the existing dataset --name",
+    )
+    p.add_argument(
+        "--recode",
+        action="append",
+        metavar="COLUMN:VALUE=CODE",
+        help="map one value of a categorical column (repeatable; COLUMN is the "
+        "file's column or the bundle column; empty CODE = missing), e.g. "
+        "--recode 'BOR:Only scanned at baseline='",
+    )
+    p.add_argument("--sheet", help="xlsx: sheet name or number (default: the first)")
+    p.add_argument(
+        "--fraction-source",
+        choices=sorted(schema.FRACTION_SOURCES),
+        default="counts",
+        help="clinical: what frac_* columns of the table are (labels say so)",
     )
     p.add_argument("--cohort", help="cohort name when no column gives it")
     p.add_argument(

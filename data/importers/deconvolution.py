@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data import schema
 from data.errors import DataError, Problem
 from data.importers import vocab
 from data.importers.clinical import finish_cohort, score_column_name, score_sources
@@ -124,21 +125,28 @@ def _numeric_block(raw: pd.DataFrame, columns: list[str], *, file: str) -> pd.Da
 
 
 def cibersort_fractions(
-    raw: pd.DataFrame, *, file: str, scores: Iterable[str] = ()
+    raw: pd.DataFrame,
+    *,
+    file: str,
+    scores: Iterable[str] = (),
+    id_column: str | None = None,
 ) -> tuple[pd.DataFrame, ImportReport]:
     """CIBERSORT(x) output (strings) -> ``frac_nk``, ``frac_cd8``, ``frac_cd4``,
     ``frac_b`` (and ``score_*`` columns for ``scores`` patterns), indexed by sample.
 
-    The sample id is the ``Mixture`` column, else the first column. P-value,
-    Correlation, RMSE and other non-LM22 columns are ignored. Absolute-mode output
-    is rescaled to fractions of the 22 immune types per sample.
+    The sample id is ``id_column`` when the file has it (``--map sample_id=...``),
+    else the ``Mixture`` column, else the first column. The P-value is kept as
+    ``cibersort_p``; Correlation, RMSE and other non-LM22 columns are ignored.
+    Rows in percent are divided by 100; absolute-mode rows are rescaled to
+    fractions of the 22 immune types; ``fraction_source`` records which.
     """
     report = ImportReport()
-    id_column = next(
-        (c for c in raw.columns if vocab.squash(c) in {"mixture", "sample", "sampleid",
-                                                        "id", "inputsample"}),
-        raw.columns[0],
-    )  # fmt: skip
+    if id_column not in raw.columns:
+        id_column = next(
+            (c for c in raw.columns if vocab.squash(c) in {"mixture", "sample",
+                                            "sampleid", "id", "inputsample"}),
+            raw.columns[0],
+        )  # fmt: skip
     found = {}
     for column in raw.columns:
         name = _LM22_KEYS.get(lm22_key(column))
@@ -205,20 +213,25 @@ def cibersort_fractions(
                 fix="CIBERSORT fractions are >= 0; check the export.",
             )
         )
-    absolute = any("absolute" in vocab.squash(c) for c in raw.columns)
-    totals = cells.sum(axis=1)
-    if absolute or ((totals > 1.05).any() and not (totals > 101).any()):
-        percent = bool(((totals - 100).abs() < 2).all())
-        cells = cells.div(totals.where(totals > 0), axis=0)
-        report.notes.append(
-            "CIBERSORT values were percentages (rows add up to 100): divided by 100."
-            if percent
-            else "CIBERSORT absolute-mode scores rescaled to fractions of the 22 "
-            "immune cell types per sample."
-        )
+    cells, scale, notes = _to_fractions(cells, raw, ids, file=file)
+    report.notes += notes
     out = pd.DataFrame(index=ids.to_numpy())
     for target, names in LM22_GROUPS.items():
         out[target] = cells[[found[n] for n in names]].sum(axis=1).to_numpy()
+    out[schema.FRACTION_SOURCE] = scale.to_numpy()
+    p_column = next(
+        (c for c in raw.columns if vocab.squash(c) in {"pvalue", "pval", "p"}), None
+    )
+    if p_column is not None:
+        out[schema.CIBERSORT_P] = vocab.to_numbers(
+            raw[p_column], file=file, source=p_column
+        ).to_numpy()
+        p = out[schema.CIBERSORT_P].dropna()
+        report.notes.append(
+            f"CIBERSORT p-value kept from `{p_column}` as `{schema.CIBERSORT_P}`: "
+            f"{int((p < 0.05).sum())} of {len(p)} samples have p < 0.05 (reliable "
+            "deconvolution)."
+        )
     report.notes.append(
         "frac_nk = NK cells resting + activated; frac_cd8 = T cells CD8; frac_cd4 = "
         "CD4 naive + memory resting + memory activated + follicular helper + Tregs; "
@@ -232,8 +245,56 @@ def cibersort_fractions(
     return out, report
 
 
+def _to_fractions(
+    cells: pd.DataFrame, raw: pd.DataFrame, ids: pd.Series, *, file: str
+) -> tuple[pd.DataFrame, pd.Series, list[str]]:
+    """Per row: fractions stay, percent rows (sum ~100) are divided by 100, other
+    rows (absolute scores) are divided by their sum; notes say how many of each."""
+    totals = cells.sum(axis=1)
+    absolute_mode = any("absolute" in vocab.squash(c) for c in raw.columns)
+    fraction = (totals - 1).abs() <= 0.05
+    percent = (totals - 100).abs() <= 5
+    if absolute_mode:
+        fraction = percent = pd.Series(False, index=cells.index)
+    rescaled = ~fraction & ~percent & (totals > 0)
+    out = cells.copy()
+    out[percent] = cells[percent] / 100.0
+    out[rescaled] = cells[rescaled].div(totals[rescaled], axis=0)
+    scale = pd.Series("cibersort_relative", index=cells.index)
+    scale[rescaled] = "cibersortx_absolute"
+    notes = []
+
+    def some(mask: pd.Series) -> str:
+        shown = ", ".join(ids[mask].astype(str).head(3))
+        return shown + (" ..." if mask.sum() > 3 else "")
+
+    if percent.any():
+        notes.append(
+            f"CIBERSORT: {int(percent.sum())} of {len(cells)} rows hold percentages "
+            f"(they add up to ~100; e.g. {some(percent)}): divided by 100"
+            + (
+                f"; the other {int(fraction.sum())} rows already held fractions "
+                "(they add up to 1) and were kept as they are."
+                if fraction.any()
+                else "."
+            )
+        )
+    if rescaled.any():
+        notes.append(
+            f"CIBERSORT: {int(rescaled.sum())} of {len(cells)} rows are absolute-mode "
+            f"scores (they add up to neither 1 nor 100; e.g. {some(rescaled)}): "
+            "rescaled to fractions of the 22 LM22 immune cell types per sample."
+        )
+    return out, scale, notes
+
+
 def import_cibersort(
-    path: Path | str, cohort: pd.DataFrame, *, scores: Iterable[str] = ()
+    path: Path | str,
+    cohort: pd.DataFrame,
+    *,
+    scores: Iterable[str] = (),
+    sample_column: str | None = None,
+    sheet: str | None = None,
 ) -> tuple[pd.DataFrame, ImportReport]:
     """Join CIBERSORT fractions to a cohort table and validate the result.
 
@@ -247,10 +308,18 @@ def import_cibersort(
     scores
         Shell-style patterns of further columns to keep as ``score_*`` metrics
         (e.g. ``*NK*MCPcounter``).
+    sample_column
+        Column of the file holding the sample ids (``--map sample_id=...``); used
+        when the file has it, so one joined table can be both files.
+    sheet
+        Excel sheet name or number.
     """
     path = Path(path)
-    raw = read_table_bytes(read_bytes(path), file=path.name)
-    values, report = cibersort_fractions(raw, file=path.name, scores=scores)
+    raw = read_table_bytes(read_bytes(path), file=path.name, sheet=sheet)
+    values, report = cibersort_fractions(
+        raw, file=path.name, scores=scores, id_column=sample_column
+    )
+    report.notes[:0] = list(raw.attrs.get("read_notes", []))
     replaced = [c for c in values.columns if c in cohort and cohort[c].notna().any()]
     if replaced:
         report.notes.append(f"replaced existing column(s): {', '.join(replaced)}.")

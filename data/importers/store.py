@@ -13,8 +13,11 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import shutil
+import signal
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -88,6 +91,67 @@ def make_meta(
     return meta
 
 
+OWNER_FILE = ".import-owner"
+_TEMP = re.compile(r"^\.(?P<name>.+)-(?P<kind>import|old)-[^/]+$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by another user
+    return True
+
+
+def remove_stale_imports(data_dir: Path, *, started: float) -> list[str]:
+    """Remove hidden folders left by killed imports; return their names.
+
+    A ``.NAME-import-*`` folder is stale when it is older than ``started`` (the
+    start of the running import) and the process that made it is gone (its pid is
+    in the folder's owner file; folders from before owner files count as gone).
+    A ``.NAME-old-*`` backup is removed only when ``NAME`` exists again (its swap
+    completed), so an interrupted replacement never loses the old dataset.
+    """
+    removed = []
+    if not Path(data_dir).is_dir():
+        return removed
+    for path in Path(data_dir).iterdir():
+        match = _TEMP.match(path.name)
+        if not match or not path.is_dir():
+            continue
+        try:
+            if path.stat().st_mtime >= started:
+                continue
+            owner = path / OWNER_FILE
+            pid = int(owner.read_text().split()[0]) if owner.is_file() else None
+        except (OSError, ValueError, IndexError):
+            pid = None
+        if pid is not None and pid != os.getpid() and _alive(pid):
+            continue
+        if match["kind"] == "old" and not (Path(data_dir) / match["name"]).exists():
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path.name)
+    return removed
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold SIGINT/SIGTERM while a dataset is swapped in (two renames), so an
+    interruption never leaves the data directory between them."""
+    block = getattr(signal, "pthread_sigmask", None)
+    if block is None:
+        yield
+        return
+    old = block(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        block(signal.SIG_SETMASK, old)
+
+
 def _link_or_copy(src: Path, dst: Path) -> None:
     try:
         os.link(src, dst)  # same file system: instant, and the source is never opened
@@ -105,6 +169,7 @@ def write_dataset(
     keep_cells_from: Path | None = None,
     force: bool = False,
     replace: bool = False,
+    started: float | None = None,
 ) -> Path:
     """Write (or replace) a bundle ``data_dir/name`` atomically.
 
@@ -123,6 +188,9 @@ def write_dataset(
     replace
         The caller is adding to this very dataset (e.g. CIBERSORT added to an
         imported clinical table): replacing it is the point, no ``force`` needed.
+    started
+        Start time of this import (``time.time()``); hidden folders of killed
+        imports older than it are removed first (:func:`remove_stale_imports`).
 
     Returns
     -------
@@ -136,11 +204,13 @@ def write_dataset(
         raise _exists_error(name, data_dir)
     created_dir = not data_dir.exists()
     data_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_imports(data_dir, started=time.time() if started is None else started)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-import-", dir=data_dir))
     umask = os.umask(0)
     os.umask(umask)
     try:
         tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a bundle is not
+        (tmp / OWNER_FILE).write_text(f"{os.getpid()}\n", encoding="utf-8")
         (tmp / schema.DATASET_JSON).write_text(
             json.dumps(dict(meta), indent=2, default=str) + "\n", encoding="utf-8"
         )
@@ -160,23 +230,9 @@ def write_dataset(
         if target.exists() and not (force or replace):
             # another import published this name while this one was running
             raise _exists_error(name, data_dir, during=True)
-        if target.exists():
-            backup = Path(tempfile.mkdtemp(prefix=f".{name}-old-", dir=data_dir))
-            backup.rmdir()
-            target.rename(backup)
-            try:
-                tmp.rename(target)
-            except OSError:
-                backup.rename(target)
-                raise
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            try:
-                tmp.rename(target)
-            except OSError:
-                if target.exists():  # published by a concurrent import just now
-                    raise _exists_error(name, data_dir, during=True) from None
-                raise
+        (tmp / OWNER_FILE).unlink()
+        with signals_deferred():
+            _publish(tmp, target, data_dir, name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if created_dir:
@@ -185,6 +241,27 @@ def write_dataset(
                 data_dir.rmdir()
         raise
     return target
+
+
+def _publish(tmp: Path, target: Path, data_dir: Path, name: str) -> None:
+    """Rename the finished folder to its name (swapping out an old one)."""
+    if target.exists():
+        backup = Path(tempfile.mkdtemp(prefix=f".{name}-old-", dir=data_dir))
+        backup.rmdir()
+        target.rename(backup)
+        try:
+            tmp.rename(target)
+        except OSError:
+            backup.rename(target)
+            raise
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        try:
+            tmp.rename(target)
+        except OSError:
+            if target.exists():  # published by a concurrent import just now
+                raise _exists_error(name, data_dir, during=True) from None
+            raise
 
 
 def _exists_error(name: str, data_dir: Path, *, during: bool = False) -> DataError:

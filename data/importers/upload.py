@@ -129,3 +129,42 @@ def discard_staged(token: str, staging_dir: Path) -> None:
     """Remove a staged upload (after it was saved)."""
     if isinstance(token, str) and _TOKEN.match(token):
         shutil.rmtree(Path(staging_dir) / token, ignore_errors=True)
+
+
+#: Most distinct values listed per column in the upload page's value table.
+MAX_VALUES_PER_COLUMN = 60
+
+
+def value_table(frame: pd.DataFrame, mapping: dict[str, str]) -> list[dict]:
+    """Distinct values of the mapped categorical columns, for the upload page's
+    editable table: column, value, rows, what the vocabulary reads it as, and a
+    ``code`` (the value itself: edit it to recode; empty = missing).
+
+    Parameters
+    ----------
+    frame
+        The uploaded table as strings.
+    mapping
+        Bundle column -> source column (``a|b`` allowed).
+    """
+    from data.importers.recode import CATEGORICAL, reads_as
+
+    rows = []
+    for target in CATEGORICAL:
+        for source in str(mapping.get(target) or "").split("|"):
+            source = source.strip()
+            if source not in frame.columns:
+                continue
+            counts = frame[source].astype(str).str.strip().value_counts()
+            for value, n in counts.head(MAX_VALUES_PER_COLUMN).items():
+                rows.append(
+                    {
+                        "column": source,
+                        "target": target,
+                        "value": value,
+                        "rows": int(n),
+                        "reads_as": reads_as(target, value),
+                        "code": value,
+                    }
+                )
+    return rows

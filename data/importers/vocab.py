@@ -11,6 +11,7 @@ map. Nothing is guessed silently: every conversion is in the notes.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterable
 
 import numpy as np
@@ -21,68 +22,17 @@ from data.errors import DataError, Problem
 
 ROW_OFFSET = 2  # data row i (0-based) is spreadsheet row i + 2 (header is row 1)
 
-#: Values read as "unknown" in every column.
-MISSING = frozenset({"", "na", "n/a", "nan", "none", "null", "unknown", "nd", "-", "."})
-
-# Drug (or drug-class) names -> checkpoint target. Lower-case, hyphens/spaces removed.
-_PD1 = [
-    "pembrolizumab",
-    "keytruda",
-    "nivolumab",
-    "opdivo",
-    "cemiplimab",
-    "libtayo",
-    "dostarlimab",
-    "toripalimab",
-    "tislelizumab",
-    "sintilimab",
-    "camrelizumab",
-    "spartalizumab",
-    "retifanlimab",
-    "mk3475",
-    "bms936558",
-    "pd1",
-    "antipd1",
-    "pd1inhibitor",
-    "antipd1antibody",
-]
-_PDL1 = [
-    "atezolizumab",
-    "tecentriq",
-    "durvalumab",
-    "imfinzi",
-    "avelumab",
-    "bavencio",
-    "envafolimab",
-    "mpdl3280a",
-    "medi4736",
-    "pdl1",
-    "antipdl1",
-    "pdl1inhibitor",
-]
-_CTLA4 = [
-    "ipilimumab",
-    "yervoy",
-    "tremelimumab",
-    "ctla4",
-    "antictla4",
-    "ctla4inhibitor",
-]
-DRUG_TARGETS: dict[str, str] = (
-    {d: "PD-1" for d in _PD1}
-    | {d: "PD-L1" for d in _PDL1}
-    | {d: "CTLA-4" for d in _CTLA4}
-)
-#: Class names that do not say which of several targets was hit.
-AMBIGUOUS_CLASSES = {
-    "pd1/pdl1": "anti-PD-1 or anti-PD-L1",
-    "pd1pdl1": "anti-PD-1 or anti-PD-L1",
-    "io+combo": "a checkpoint inhibitor, possibly combined",
-    "iocombo": "a checkpoint inhibitor, possibly combined",
-    "io": "a checkpoint inhibitor",
-    "icb": "a checkpoint inhibitor",
-    "ici": "a checkpoint inhibitor",
-}
+#: Values read as "unknown" in every column (compared lower-case, stripped); the
+#: README lists them ("Use your own data").
+MISSING = frozenset(
+    {
+        "", "na", "n/a", "#n/a", "n.a.", "n.a", "#na", "<na>", "nan", "none",
+        "null", "unknown", "not available", "not reported", "missing", "nd",
+        "n.d.", "-", "--", ".", "?",
+    }
+)  # fmt: skip
+#: Footnote marks that tables append to values (``PD*``, ``CR†``).
+FOOTNOTE = re.compile(r"^[*†‡§¶^]+|[*†‡§¶^¹²³]+$")
 
 RESPONSE_SYNONYMS = {
     "r": "R",
@@ -186,6 +136,16 @@ def rows_of(mask: Iterable[bool]) -> tuple[int, ...]:
     return tuple(int(i) + ROW_OFFSET for i in np.flatnonzero(np.asarray(mask)))
 
 
+def strip_footnotes(value: str) -> str:
+    """``PD*`` -> ``PD``, ``CR†`` -> ``CR`` (marks at either end)."""
+    return FOOTNOTE.sub("", str(value)).strip()
+
+
+def recode_line(source: str, value: str, code: str) -> str:
+    """The exact ``--recode`` option that maps ``value`` of ``source`` to ``code``."""
+    return "--recode " + shlex.quote(f"{source}:{value}={code}")
+
+
 def _unknown_values(
     values: pd.Series,
     bad: pd.Series,
@@ -195,16 +155,27 @@ def _unknown_values(
     source: str,
     expected: str,
     fix: str,
+    suggest: str = "",
 ) -> DataError:
-    examples = ", ".join(f"`{v}`" for v in pd.unique(values[bad])[:4])
+    """One problem listing every distinct unknown value with its count, and the
+    ``--recode`` line that fixes each (``suggest`` is the code proposed)."""
+    counts = values[bad].astype(str).value_counts(sort=False)
+    shown = ", ".join(
+        f"`{v}` ({n} row{'s' if n != 1 else ''})" for v, n in counts.items()
+    )
+    # a fallback spec `a | b` is recoded through the bundle column it fills
+    name = column if "|" in source else source
+    lines = " ".join(recode_line(name, str(v), suggest) for v in counts.index)
+    what = "missing" if suggest == "" else f"`{suggest}`"
     return DataError(
         Problem(
             file=file,
             column=source,
             rows=rows_of(bad),
-            message=f"has value(s) {examples} that cannot be read as `{column}` "
-            f"(expected {expected}).",
-            fix=fix,
+            message=f"has {len(counts)} value(s) that cannot be read as `{column}` "
+            f"(expected {expected}): {shown}.",
+            fix=f"{fix} Or recode them on the command line (here as {what}; put any "
+            f"of {expected} after `=`): {lines}",
         )
     )
 
@@ -219,54 +190,31 @@ def _describe(mapping: dict[str, str], limit: int = 6) -> str:
 
 
 def classify_treatment(value: str) -> tuple[str | None, str | None]:
-    """Map one treatment cell to the vocabulary.
+    """Map one treatment cell to the vocabulary (see :mod:`.treatments`).
 
     Returns
     -------
-    treatment, ambiguity
-        The vocabulary value (``None`` when nothing is recognised) and, for class
-        names that do not say which drug was given (``PD-1/PD-L1``), what it could
-        be; such cells become ``other``.
+    treatment, pooled
+        The vocabulary value (``None`` when nothing is recognised) and, for pooled
+        labels that do not name one drug (``PD-1/PD-L1``), what they stand for.
     """
-    # brand names in brackets add nothing: "Pembrolizumab (Keytruda)"
-    text = re.sub(r"\([^)]*\)", "", str(value)).strip() or str(value).strip()
-    key = squash(text)
-    if key in AMBIGUOUS_CLASSES:
-        return "other", AMBIGUOUS_CLASSES[key]
-    if key in {squash(t) for t in schema.TREATMENTS}:
-        return next(t for t in schema.TREATMENTS if squash(t) == key), None
-    parts = [
-        squash(p)
-        for p in re.split(r"\s*(?:\+|/|,|;|:|&|\band\b|\bwith\b)\s*", text.lower())
-        if squash(p)
-    ]
-    targets = set()
-    for part in parts:
-        target = DRUG_TARGETS.get(part) or DRUG_TARGETS.get(part.removeprefix("anti"))
-        if target is None:
-            return None, None
-        targets.add(target)
-    if targets == {"PD-1"}:
-        return "anti-PD-1", None
-    if targets == {"PD-L1"}:
-        return "anti-PD-L1", None
-    if targets == {"CTLA-4"}:
-        return "anti-CTLA-4", None
-    if targets == {"PD-1", "CTLA-4"}:
-        return "anti-PD-1 + anti-CTLA-4", None
-    if targets:
-        # e.g. durvalumab + tremelimumab: a real combination the vocabulary lacks
-        return "other", " + ".join(f"anti-{t}" for t in sorted(targets))
-    return None, None
+    from data.importers.treatments import classify_treatment as classify
+
+    result = classify(value)
+    pooled = {
+        "anti-PD-(L)1": "anti-PD-1 or anti-PD-L1 (pooled)",
+        "ICB, unspecified": "a checkpoint inhibitor of unspecified target",
+    }.get(result or "")
+    return result, pooled
 
 
 def normalize_treatment(
     values: pd.Series, *, file: str, source: str
 ) -> tuple[pd.Series, list[str], list[Problem]]:
-    """Drug or class names -> ``anti-PD-1``, ``anti-PD-L1``, ``anti-CTLA-4``, ...
+    """Drug or class names -> the checkpoint classes of :data:`schema.TREATMENTS`.
 
-    Unrecognised names raise :class:`DataError`; ambiguous class names become
-    ``other`` with a warning saying how to be precise.
+    Every unrecognised name is listed in one :class:`DataError`; pooled class
+    names (``PD-1/PD-L1``) keep their pooled class and are counted in the notes.
     """
     text = values.astype(str).str.strip()
     missing = is_missing(values)
@@ -282,43 +230,41 @@ def normalize_treatment(
             )
         )
     mapped: dict[str, str] = {}
-    ambiguous: dict[str, str] = {}
+    pooled: dict[str, str] = {}
     out = pd.Series(index=values.index, dtype=object)
+    unknown = pd.Series(False, index=values.index)
     for raw in pd.unique(text):
         result, doubt = classify_treatment(raw)
+        where = text == raw
         if result is None:
-            bad = text == raw
-            raise _unknown_values(
-                text,
-                bad,
-                file=file,
-                column="treatment",
-                source=source,
-                expected="a checkpoint drug or target: pembrolizumab, nivolumab, "
-                "atezolizumab, durvalumab, ipilimumab, anti-PD-1, ... or "
-                + ", ".join(schema.TREATMENTS),
-                fix="rename the value, or give one treatment for all rows with "
-                "--set treatment=anti-PD-1.",
-            )
-        out[text == raw] = result
+            unknown |= where
+            continue
+        out[where] = result
         if doubt:
-            ambiguous[raw] = doubt
+            pooled[raw] = doubt
         if raw != result:
             mapped[raw] = result
-    notes = [f"treatment: {_describe(mapped)}."] if mapped else []
-    warnings = [
-        Problem(
+    if unknown.any():
+        raise _unknown_values(
+            text,
+            unknown,
             file=file,
-            column=source,
-            rows=rows_of(text == raw),
-            message=f"`{raw}` names {doubt}, not one treatment; recorded as `other`.",
-            fix="if you know the drug, map a drug-name column (--map "
-            "treatment=drug_column) or set it (--set treatment=anti-PD-1).",
-            severity="warning",
+            column="treatment",
+            source=source,
+            expected=", ".join(schema.TREATMENTS),
+            fix="drug names (pembrolizumab, nivolumab, atezolizumab, durvalumab, "
+            "avelumab, ipilimumab, tremelimumab, cemiplimab, ...), targets "
+            "(anti-PD-1) and pooled labels (PD-1/PD-L1, ICI, IO+combo) are "
+            "recognised; see README 'Use your own data' for the vocabulary.",
+            suggest="other",
         )
-        for raw, doubt in ambiguous.items()
-    ]
-    return out.astype(str), notes, warnings
+    notes = [f"treatment: {_describe(mapped)}."] if mapped else []
+    for raw, doubt in pooled.items():
+        notes.append(
+            f"treatment: `{raw}` ({int((text == raw).sum())} samples) is a pooled "
+            f"label for {doubt}; recorded as `{out[text == raw].iloc[0]}`."
+        )
+    return out.astype(str), notes, []
 
 
 # ------------------------------------------------------------- response, RECIST
@@ -348,6 +294,7 @@ def normalize_recist(
             source=source,
             expected="CR, PR, SD, PD, NE",
             fix=fix,
+            suggest="",
         )
     out = out.where(~missing, "")
     changed = {
@@ -389,6 +336,7 @@ def normalize_response(
             expected="R/NR, Responder/Non-responder, or CR/PR/SD/PD",
             fix="recode the column as R (responder) or NR (non-responder); leave "
             "the cell empty when unknown.",
+            suggest="",
         )
     out = out.where(~missing, "")
     raw = values.astype(str)
@@ -415,10 +363,12 @@ def normalize_response(
 def normalize_timepoint(
     values: pd.Series, *, file: str, source: str
 ) -> tuple[pd.Series, list[str]]:
-    """Biopsy timing -> pre/on/post."""
+    """Biopsy timing -> pre/on/post; empty/NA cells are taken as ``pre`` (the
+    caller records them as not reported, see :data:`schema.TIMEPOINT_ASSUMED`)."""
+    missing = is_missing(values)
     keys = values.astype(str).map(squash)
     out = keys.map(TIMEPOINT_SYNONYMS)
-    bad = out.isna()
+    bad = out.isna() & ~missing
     if bad.any():
         raise _unknown_values(
             values.astype(str),
@@ -429,12 +379,22 @@ def normalize_timepoint(
             expected="pre, on or post (pre-treatment, baseline, on-treatment, ...)",
             fix="recode it as pre, on or post; or --set timepoint=pre when every "
             "sample was taken before treatment.",
+            suggest="pre",
         )
+    out = out.where(~missing, "pre")
     raw = values.astype(str)
     changed = {
-        v: out[raw == v].iloc[0] for v in pd.unique(raw) if v != out[raw == v].iloc[0]
+        v: out[raw == v].iloc[0]
+        for v in pd.unique(raw[~missing])
+        if v != out[raw == v].iloc[0]
     }
-    return out.astype(str), ([f"timepoint: {_describe(changed)}."] if changed else [])
+    notes = [f"timepoint: {_describe(changed)}."] if changed else []
+    if missing.any():
+        notes.append(
+            f"timepoint: {int(missing.sum())} empty/NA cell(s) recorded as "
+            f"`{schema.TIMEPOINT_ASSUMED}`."
+        )
+    return out.astype(str), notes
 
 
 # ----------------------------------------------------------------- numbers
@@ -493,6 +453,7 @@ def normalize_events(
             source=source,
             expected="1/0, dead/alive, deceased/living, yes/no",
             fix="recode it as 1 (event: death or progression) or 0 (censored).",
+            suggest="",
         )
     raw = values.astype(str)
     words = {v for v in pd.unique(raw[~missing]) if v.strip() not in {"0", "1"}}

@@ -225,7 +225,8 @@ def test_recist_column_holding_responder_status(tmp_path, data_dir, capsys):
 
 
 def test_unknown_treatment(tmp_path, data_dir, capsys):
-    path = clinical(tmp_path, "id,cancer,drug\nA,RCC,nivolumab\nB,RCC,chemotherapy\n")
+    # chemotherapy alone is known (class `other`); a made-up name is not
+    path = clinical(tmp_path, "id,cancer,drug\nA,RCC,nivolumab\nB,RCC,herbal tea\n")
     err = fails(
         data_dir,
         capsys,
@@ -241,8 +242,8 @@ def test_unknown_treatment(tmp_path, data_dir, capsys):
     assert (
         "`drug`" in err
         and "row 3" in err
-        and "`chemotherapy`" in err
-        and "--set" in err
+        and "`herbal tea` (1 row)" in err
+        and "--recode 'drug:herbal tea=other'" in err
     )
 
 

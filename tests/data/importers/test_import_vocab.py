@@ -26,20 +26,44 @@ from data.importers import vocab
         ("ipilimumab + nivolumab", "anti-PD-1 + anti-CTLA-4"),
         ("anti-CTLA4+PD1", "anti-PD-1 + anti-CTLA-4"),
         ("anti-PD-1 + anti-CTLA-4", "anti-PD-1 + anti-CTLA-4"),
-        ("PD-1/PD-L1", "other"),
-        ("durvalumab + tremelimumab", "other"),
+        ("PD-1/PD-L1", "anti-PD-(L)1"),
+        ("PD-(L)1", "anti-PD-(L)1"),
+        ("anti-PD-(L)1", "anti-PD-(L)1"),
+        ("ICI", "ICB, unspecified"),
+        ("IO", "ICB, unspecified"),
+        ("IO+combo", "ICB + other agent"),
+        ("CTLA-4 + PD-1", "anti-PD-1 + anti-CTLA-4"),
+        ("durvalumab + tremelimumab", "anti-PD-L1 + anti-CTLA-4"),
+        ("cemiplimab", "anti-PD-1"),
+        ("Atezolizumab + Bevacizumab", "ICB + other agent"),
+        ("Nivolumab + Relatlimab", "ICB + other agent"),
+        ("chemotherapy", "other"),
+        ("herbal tea", None),
     ],
 )
 def test_treatment_vocabulary(raw, expected):
     assert vocab.classify_treatment(raw)[0] == expected
 
 
-def test_ambiguous_class_is_other_with_a_warning():
-    values = pd.Series(["PD-1/PD-L1", "Nivolumab"])
+def test_pooled_class_keeps_its_checkpoint_class_and_is_counted():
+    # Why: `PD-1/PD-L1` became `other` (read as non-checkpoint) for most samples
+    values = pd.Series(["PD-1/PD-L1", "Nivolumab", "PD-1/PD-L1"])
     out, notes, warnings = vocab.normalize_treatment(values, file="f", source="drug")
-    assert out.tolist() == ["other", "anti-PD-1"]
-    assert "PD-1/PD-L1 -> other" in notes[0] and "Nivolumab -> anti-PD-1" in notes[0]
-    assert warnings[0].rows == (2,) and "anti-PD-1 or anti-PD-L1" in warnings[0].message
+    assert out.tolist() == ["anti-PD-(L)1", "anti-PD-1", "anti-PD-(L)1"]
+    assert not warnings
+    assert any("`PD-1/PD-L1` (2 samples) is a pooled label" in n for n in notes)
+
+
+def test_every_unknown_drug_name_is_reported_in_one_message():
+    # Why: 5 unusual combinations were reported one per run
+    names = ["Nivolumab + Foo", "Bar", "Pembrolizumab", "Baz + Qux", "Bar"]
+    with pytest.raises(DataError) as err:
+        vocab.normalize_treatment(pd.Series(names), file="t.csv", source="drug")
+    text = str(err.value)
+    assert len(err.value.problems) == 1
+    for bad in ("`Nivolumab + Foo` (1 row)", "`Bar` (2 rows)", "`Baz + Qux` (1 row)"):
+        assert bad in text
+    assert "--recode drug:Bar=other" in text and "Pembrolizumab" not in text
 
 
 def test_response_synonyms_and_recist_values():
