@@ -163,11 +163,15 @@ def chain_matrix(
     """
     rows = []
     columns = list(variables)
+    done: dict[tuple[str, str], tuple] = {}
     for a in columns:
         for b in columns:
             if a == b:
                 n = int(table[a].notna().sum())
                 rows.append((a, b, 1.0, math.nan, n, 1.0, math.nan, n))
+                continue
+            if (b, a) in done:  # symmetric: computed once per pair
+                rows.append((a, b, *done[(b, a)]))
                 continue
             c = spearman(table[a], table[b])
             if covariate is not None and covariate not in (a, b):
@@ -175,7 +179,8 @@ def chain_matrix(
                 partial = (pc.rho, pc.p, pc.n)
             else:
                 partial = (math.nan, math.nan, 0)
-            rows.append((a, b, c.rho, c.p, c.n, *partial))
+            done[(a, b)] = (c.rho, c.p, c.n, *partial)
+            rows.append((a, b, *done[(a, b)]))
     out = pd.DataFrame(
         rows,
         columns=["x", "y", "rho", "p", "n", "partial_rho", "partial_p", "partial_n"],
