@@ -138,8 +138,11 @@ def nk_scatter(result: dict) -> tuple[go.Figure, str]:
     table = pd.DataFrame(result["table"])
     keys = list(result["programs"])
     metric = result["metric"]["label"]
-    if not metric:
-        message = "No NK metric for these samples: panel (a) needs one"
+    if not metric or not result.get("nk_values"):
+        message = (
+            "No NK metric values for these patients (the dataset has no NK "
+            "fractions or scores): this panel needs them"
+        )
         return empty_figure(message), message
     fig = make_subplots(
         rows=1,

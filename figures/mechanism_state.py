@@ -295,6 +295,9 @@ def mechanism_result(view, state: Mapping[str, object] | None) -> dict:
         covariate=covariate_label,
     )
     nk_name = metric_label or "NK"
+    # a metric column without values (e.g. a single-cell import with no fractions)
+    has_nk = bool(data.metric) and bool(table["nk"].notna().any())
+    out["nk_values"] = int(table["nk"].notna().sum())
     per_program = {}
     for p in scored:
         entry = {
@@ -317,7 +320,7 @@ def mechanism_result(view, state: Mapping[str, object] | None) -> dict:
                 )
         per_program[p.key] = entry
     out["programs"] = per_program
-    variables = {"nk": f"NK ({nk_name})"} if data.metric else {}
+    variables = {"nk": f"NK ({nk_name})"} if has_nk else {}
     variables |= {p.key: p.label for p in scored}
     if gate_result is not None:
         out["gate_fraction"] = {
@@ -336,7 +339,7 @@ def mechanism_result(view, state: Mapping[str, object] | None) -> dict:
     cov = out["coverage"].get(focus.key, {})
     used = tuple(cov.get("used", ())) if focus in scored else ()
     gene_rows = pd.DataFrame()
-    if used and data.metric:
+    if used and has_nk:
         means = gene_means(data, used)
         gene_rows = chain.gene_correlations(
             means, table["nk"].to_numpy(), top=TOP_GENES
@@ -347,10 +350,10 @@ def mechanism_result(view, state: Mapping[str, object] | None) -> dict:
         "n_genes_tested": len(used),
         "rows": gene_rows.to_dict(orient="records"),
         "message": ""
-        if used and data.metric
+        if used and has_nk
         else (
-            "no NK metric for these samples"
-            if not data.metric
+            "No pre-treatment NK values for these patients: the gene view needs them"
+            if not has_nk
             else f"{focus.label} is not scored for this dataset"
         ),
     }
