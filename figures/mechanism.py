@@ -298,7 +298,7 @@ def gate_boxes(result: dict) -> tuple[go.Figure, str]:
             columns.append(
                 (
                     f"{k}_{side}",
-                    f"{_label(result, k)}, {word}",
+                    f"{SHORT.get(k, k)}, {word} cells",
                     result["programs"][k][side],
                 )
             )

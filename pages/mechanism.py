@@ -130,12 +130,8 @@ def layout(**query) -> html.Div:
             _card("mech-nk"),
             _card("mech-response"),
             _card("mech-gate"),
-            dbc.Row(
-                [
-                    dbc.Col(_card("mech-matrix"), lg=7),
-                    dbc.Col(_card("mech-genes"), lg=5),
-                ]
-            ),
+            _card("mech-matrix"),
+            _card("mech-genes"),
         ],
         id=CONTENT,
     )
