@@ -208,9 +208,9 @@ def _program_colouring(data: CellData, page: PageState, shown: np.ndarray):
         "thickness": 14,
         "outlinewidth": 0,
     }
-    what = f"{program.label} program score (gate markers removed; 1st-99th pct)"
-    if program.caveat:
-        what += f"; {program.caveat}"
+    what = f"{program.label} program score"
+    if program.key == "ra":  # shown wherever the RA set is
+        what += " (set not derived from T cells)"
     return Colouring(codes, EXPRESSION_SCALE, 0, 255, colorbar, what)
 
 
