@@ -380,3 +380,50 @@ def patient_program_table(
             table[f"{key}_gate_pos"], _ = patient_means(pos, codes, n_patients)
             table[f"{key}_gate_neg"], _ = patient_means(neg, codes, n_patients)
     return table
+
+
+# ----------------------------------------------------------------- bulk cohorts
+#: ``score_*`` column prefix of per-sample program scores of bulk expression.
+BULK_PREFIX = "score_program_"
+
+
+def bulk_program_scores(
+    expression: pd.DataFrame,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Program scores per sample of a bulk expression matrix, and notes.
+
+    The project's documented bulk rule (:func:`data.signatures.signature_scores`:
+    mean z-score across the import's samples) on each program's genes with the gate
+    markers removed; a program with fewer than :data:`MIN_GENES` varying genes
+    present is not scored (and a note says so).
+
+    Parameters
+    ----------
+    expression
+        Genes x samples, log scale, gene symbols as index.
+
+    Returns
+    -------
+    scores, notes
+        Samples x ``score_program_<key>`` columns, and one note per program.
+    """
+    from data.signatures import Signature, signature_scores
+
+    out = pd.DataFrame(index=expression.columns.astype(str))
+    notes = []
+    for program in PROGRAMS:
+        cov = coverage(program, expression.index)
+        signature = Signature(BULK_PREFIX + program.key, cov.used, program.source)
+        scores, used, _ = signature_scores(expression, signature)
+        removed = ", ".join(cov.removed) or "none"
+        text = (
+            f"{signature.column}: {program.label}, {len(used)} / {cov.total} genes "
+            f"used (gate markers removed: {removed})"
+        )
+        if len(used) < MIN_GENES:
+            notes.append(text + f"; NOT scored: fewer than {MIN_GENES} genes.")
+            continue
+        out[signature.column] = scores.to_numpy()
+        caveat = f"; {program.caveat}" if program.caveat else ""
+        notes.append(text + f". Source: {program.source}{caveat}.")
+    return out, notes

@@ -170,9 +170,16 @@ def nk_scatter(result: dict) -> tuple[go.Figure, str]:
                     "size": 8,
                     "line": {"width": 1, "color": "white"},
                 },
-                customdata=np.column_stack([part["key"], part["n_cells"]]),
+                customdata=np.column_stack(
+                    [part["key"], part.get("n_cells", pd.Series(0, part.index))]
+                ),
                 hovertemplate="%{customdata[0]}<br>NK: %{x:.3g}<br>score: %{y:.3f}"
-                " (mean of %{customdata[1]} cells)<extra></extra>",
+                + (
+                    " (mean of %{customdata[1]} cells)"
+                    if "n_cells" in part
+                    else " (bulk, pre-treatment)"
+                )
+                + "<extra></extra>",
                 row=1,
                 col=col,
             )

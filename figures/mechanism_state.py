@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import chain, gating, programs
+from analysis.nk_metrics import available_metrics
 from analysis.stats import direction_sentence, mann_whitney, to_jsonable
 from figures import cd8_state
 
@@ -197,6 +198,104 @@ def _rho_sentence(rho: float, x: str, y: str) -> str:
     return f"patients with more {x} have a {word} {y} (rho = {rho:.2f})"
 
 
+def _programs_info(scored) -> dict:
+    return {
+        p.key: {
+            "label": p.label,
+            "source": p.source,
+            "caveat": p.caveat,
+            "role": p.role,
+            "scored": p in scored,
+        }
+        for p in programs.PROGRAMS
+    }
+
+
+def _bulk_result(view, page: MechanismState, out: dict) -> dict:
+    """The chain from bulk ``score_program_*`` columns (one value per sample)."""
+    from analysis.nk_metrics import patient_metric
+    from analysis.response import DEFINITIONS, assign_response
+
+    samples = view.samples
+    columns = {p: programs.BULK_PREFIX + p.key for p in programs.PROGRAMS}
+    scored = [
+        p
+        for p, c in columns.items()
+        if c in samples.columns
+        and pd.to_numeric(samples[c], errors="coerce").notna().any()
+    ]
+    out.update(programs_info=_programs_info(scored), coverage={}, data_kind="bulk")
+    if not scored:
+        out["message"] = (
+            "This dataset has neither CD8 single-cell data nor bulk program scores "
+            "(score_program_* columns): import an expression matrix (`cli.py import "
+            "expression`) to score the programs per sample."
+        )
+        return to_jsonable(out)
+    if not page.cd8.metric:
+        out["message"] = "No NK metric for these samples."
+        return to_jsonable(out)
+    table = patient_metric(samples, page.cd8.metric, timepoint="pre")
+    if table.empty:
+        out["message"] = "No pre-treatment samples in this view."
+        return to_jsonable(out)
+    table["key"] = table["cohort"].astype(str) + "|" + table["patient_id"].astype(str)
+    table["nk"] = table["value"].astype(float)
+    for p in scored:
+        table[p.key] = pd.to_numeric(table[columns[p]], errors="coerce")
+    definition = DEFINITIONS[page.cd8.definition]
+    note = ""
+    if not definition.binary:
+        note = "RECIST collapsed to objective response (CR/PR vs SD/PD)"
+        definition = DEFINITIONS["objective"]
+    groups = pd.Series(  # pd.NA compares as NA, not False
+        [
+            g if isinstance(g, str) else None
+            for g in assign_response(table, definition.key)
+        ],
+        dtype=object,
+    )
+    table = table.reset_index(drop=True)
+    table["group"] = groups
+    pos, neg = definition.groups[0], definition.groups[1]
+    table["response_binary"] = np.where(
+        groups == pos, 1.0, np.where(groups == neg, 0.0, np.nan)
+    )
+    covariate, covariate_label = _cd8_covariate(samples, table["key"])
+    table["cd8_infiltration"] = covariate.to_numpy()
+    metric = next(
+        (m.label for m in available_metrics(samples) if m.key == page.cd8.metric), ""
+    )
+    gate_error = (
+        "Gate+ / gate- cells need single-cell data; this dataset has bulk "
+        "expression scores only"
+    )
+    out.update(
+        n_patients=len(table),
+        n_cells=0,
+        metric={"key": page.cd8.metric, "label": metric},
+        definition={"key": page.cd8.definition, "label": definition.label},
+        groups={"responders": pos, "non_responders": neg, "note": note},
+        n_per_group={pos: int((groups == pos).sum()), neg: int((groups == neg).sum())},
+        gate={"phenotype": page.cd8.gate.phenotype, "name": "", "missing": [],
+              "note": "", "cells_in_gate": None, "error": gate_error},
+        covariate=covariate_label,
+    )  # fmt: skip
+    _statistics(
+        out,
+        table,
+        scored=scored,
+        groups=groups,
+        labels=(pos, neg),
+        metric_label=metric,
+        has_metric=True,
+        gate_result=None,
+        page=page,
+        gene_view=None,
+    )
+    return to_jsonable(out)
+
+
 def mechanism_result(view, state: Mapping[str, object] | None) -> dict:
     """Every number of the mechanism page for ``view`` and the page ``state``.
 
@@ -227,23 +326,12 @@ def mechanism_result(view, state: Mapping[str, object] | None) -> dict:
         "message": "",
     }
     if store is None:
-        out["message"] = (
-            "This dataset has no CD8 single-cell data, so no per-cell program scores."
-        )
-        return to_jsonable(out)
+        return _bulk_result(view, page, out)
     meta = programs.read_scores_meta(store.path)
     scored = [p for p in programs.PROGRAMS if p.column in store.obs.columns]
     out["coverage"] = meta.coverage if meta else {}
-    out["programs_info"] = {
-        p.key: {
-            "label": p.label,
-            "source": p.source,
-            "caveat": p.caveat,
-            "role": p.role,
-            "scored": p in scored,
-        }
-        for p in programs.PROGRAMS
-    }
+    out["programs_info"] = _programs_info(scored)
+    out["data_kind"] = "single-cell"
     if not scored:
         out["message"] = (
             "No program scores are stored with these cells: re-import the file or "
@@ -294,9 +382,39 @@ def mechanism_result(view, state: Mapping[str, object] | None) -> dict:
         },
         covariate=covariate_label,
     )
+    _statistics(
+        out,
+        table,
+        scored=scored,
+        groups=groups,
+        labels=(pos, neg),
+        metric_label=metric_label,
+        has_metric=bool(data.metric),
+        gate_result=gate_result,
+        page=page,
+        gene_view=lambda used: gene_means(data, used),
+    )
+    return to_jsonable(out)
+
+
+def _statistics(
+    out: dict,
+    table: pd.DataFrame,
+    *,
+    scored,
+    groups: pd.Series,
+    labels: tuple[str, str],
+    metric_label: str,
+    has_metric: bool,
+    gate_result,
+    page: MechanismState,
+    gene_view,
+) -> None:
+    """The chain's statistics from the per-patient ``table`` (cells or bulk)."""
+    pos, neg = labels
     nk_name = metric_label or "NK"
     # a metric column without values (e.g. a single-cell import with no fractions)
-    has_nk = bool(data.metric) and bool(table["nk"].notna().any())
+    has_nk = has_metric and bool(table["nk"].notna().any())
     out["nk_values"] = int(table["nk"].notna().sum())
     per_program = {}
     for p in scored:
@@ -332,15 +450,15 @@ def mechanism_result(view, state: Mapping[str, object] | None) -> dict:
         variables["gate_fraction"] = "gate fraction"
     variables["response_binary"] = f"response ({pos} = 1)"
     matrix = chain.chain_matrix(
-        table, variables, covariate="cd8_infiltration" if covariate_label else None
+        table, variables, covariate="cd8_infiltration" if out["covariate"] else None
     )
     out["matrix"] = matrix.to_dict(orient="records")
     focus = programs.PROGRAM_BY_KEY[page.program]
     cov = out["coverage"].get(focus.key, {})
     used = tuple(cov.get("used", ())) if focus in scored else ()
     gene_rows = pd.DataFrame()
-    if used and has_nk:
-        means = gene_means(data, used)
+    if used and has_nk and gene_view is not None:
+        means = gene_view(used)
         gene_rows = chain.gene_correlations(
             means, table["nk"].to_numpy(), top=TOP_GENES
         )
@@ -350,9 +468,13 @@ def mechanism_result(view, state: Mapping[str, object] | None) -> dict:
         "n_genes_tested": len(used),
         "rows": gene_rows.to_dict(orient="records"),
         "message": ""
-        if used and has_nk
+        if used and has_nk and gene_view is not None
         else (
-            "No pre-treatment NK values for these patients: the gene view needs them"
+            "The gene view needs single-cell data (per-gene means of each patient's "
+            "CD8 cells); this dataset has bulk expression scores only"
+            if gene_view is None
+            else "No pre-treatment NK values for these patients: the gene view needs "
+            "them"
             if not has_nk
             else f"{focus.label} is not scored for this dataset"
         ),
@@ -361,8 +483,8 @@ def mechanism_result(view, state: Mapping[str, object] | None) -> dict:
         "key", "cohort", "patient_id", "n_cells", "nk", "group", "response_binary",
         "cd8_infiltration", *(p.key for p in scored),
     ]  # fmt: skip
+    keep = [c for c in keep if c in table.columns]
     if gate_result is not None:
         keep += ["n_gate_pos", "gate_fraction"]
         keep += [f"{p.key}_{s}" for p in scored for s in ("gate_pos", "gate_neg")]
     out["table"] = table[keep].to_dict(orient="records")
-    return to_jsonable(out)

@@ -329,7 +329,10 @@ def _summary(result: dict) -> list:
     gate = result["gate"]
     parts = [
         html.Strong(
-            f"{result['n_patients']} patients, {result['n_cells']:,} CD8 cells",
+            f"{result['n_patients']} patients, {result['n_cells']:,} CD8 cells"
+            if result.get("data_kind") != "bulk"
+            else f"{result['n_patients']} patients (bulk expression: program "
+            "scores per pre-treatment sample, mean z-score)",
             id=f"{PREFIX}-n",
         ),
         f" ({n_groups}; one value per patient: the mean over the patient's CD8 "

@@ -174,3 +174,27 @@ def test_demo_bundle_stores_scores_and_coverage(demo_bundle):
     meta = programs.read_scores_meta(store.path)
     assert meta.coverage["il2"]["scored"]
     assert meta.coverage["ifna"]["found"] < meta.coverage["ifna"]["total"]
+
+
+def test_bulk_scores_use_the_documented_bulk_rule_without_gate_markers():
+    """Mean z-score across samples (ddof=1) of the program genes, by hand."""
+    from analysis.programs import BULK_PREFIX, bulk_program_scores
+
+    rng = np.random.default_rng(5)
+    il2 = programs.PROGRAM_BY_KEY["il2"].genes()
+    genes = [*il2[:40], "BCL2", "EOMES", "CD69", "X1", "X2"]
+    genes = list(dict.fromkeys(genes))
+    expression = pd.DataFrame(
+        rng.normal(5, 1, size=(len(genes), 8)),
+        index=genes,
+        columns=[f"S{i}" for i in range(8)],
+    )
+    scores, notes = bulk_program_scores(expression)
+    used = [g for g in il2[:40] if g not in GATE_MARKERS]
+    block = expression.loc[used]
+    z = block.sub(block.mean(axis=1), axis=0).div(block.std(axis=1, ddof=1), axis=0)
+    np.testing.assert_allclose(scores[BULK_PREFIX + "il2"], z.mean(axis=0))
+    assert any("gate markers removed: TNFRSF18, BCL2, EOMES" in n for n in notes)
+    # the RA set has no gene here: refused, and said so
+    assert BULK_PREFIX + "ra" not in scores
+    assert any("score_program_ra" in n and "NOT scored" in n for n in notes)

@@ -249,3 +249,34 @@ def test_sadefeldman_scores_and_page(tmp_path, monkeypatch, page):
     np.testing.assert_allclose(
         table["ifna"].to_numpy(), by_hand.reindex(table.index).to_numpy(), rtol=1e-6
     )
+
+
+def test_bulk_cohort_gets_the_chain_per_patient(tmp_path, monkeypatch, page):
+    from config import Settings
+    from tests.conftest import small_cohort
+
+    cohort = small_cohort()
+    rng = np.random.default_rng(3)
+    cohort["score_program_ifna"] = rng.normal(size=len(cohort))
+    cohort["score_program_il2"] = -cohort["frac_nk"] + rng.normal(0, 0.01, len(cohort))
+    write_bundle(tmp_path / "bulk", cohort)
+    monkeypatch.setattr(page, "get_settings", lambda: Settings(data_dir=tmp_path))
+    out = page.compute_page(_store("bulk"), {"metric": "frac_nk"})
+    result = out["result"]
+    assert result["data_kind"] == "bulk" and result["message"] == ""
+    pre = cohort[cohort["timepoint"] == "pre"]
+    key = pre["cohort"] + "|" + pre["patient_id"]
+    means = pre.groupby(key)[["frac_nk", "score_program_il2"]].mean()
+    rho, p = stats.spearmanr(means["frac_nk"], means["score_program_il2"])
+    vs = result["programs"]["il2"]["vs_nk"]
+    assert vs["n"] == 8 and vs["rho"] == pytest.approx(rho)
+    assert vs["p"] == pytest.approx(p)
+    assert "ra" not in result["programs"]  # not in the data: not shown as scored
+    assert "single-cell" in out["caption:mech-gate"]
+    assert "single-cell" in out["caption:mech-genes"]
+    # program scores are not offered as NK metrics
+    from analysis.nk_metrics import available_metrics
+
+    assert not any(
+        m.key.startswith("score_program_") for m in available_metrics(cohort)
+    )
