@@ -108,7 +108,8 @@ def callback(size: str, runs: int, adata=None, log=print) -> list[Row]:
         "from data.view import cohort_view\n"
         "from figures.mechanism import mechanism_panels\n"
         f"name = '{size}-mech'\n"
-        "view = lambda: cohort_view({'dataset': name}, data_dir=os.environ['D'], "
+        "from pathlib import Path\n"
+        "view = lambda: cohort_view({'dataset': name}, data_dir=Path(os.environ['D']), "
         "default_dataset=name)\n"
         "t = time.perf_counter(); mechanism_panels(view(), {}); "
         "first = (time.perf_counter() - t) * 1000\n"
@@ -123,10 +124,11 @@ def callback(size: str, runs: int, adata=None, log=print) -> list[Row]:
         [sys.executable, "-c", script],
         cwd=ROOT,
         env=env,
-        check=True,
         capture_output=True,
         text=True,
     )
+    if done.returncode:
+        raise RuntimeError(f"mechanism callback bench failed:\n{done.stderr[-2000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     samples = result["samples"]
     med = float(np.median(samples))
