@@ -456,6 +456,98 @@ def add_stats(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_stats)
 
 
+# ------------------------------------------------------------------------ mechanism
+def cmd_mechanism(args: argparse.Namespace) -> int:
+    """NK -> programs -> gate -> response per patient, as on the /mechanism page."""
+    import json
+
+    from data.view import cohort_view
+    from figures.mechanism import coverage_lines
+    from figures.mechanism_state import mechanism_result
+
+    data_dir = _data_dir(args)
+    flt = resolve_cli_filter(
+        {
+            "dataset": args.dataset,
+            "tumor_type": args.tumor_type,
+            "treatment": args.treatment,
+            "cohort": args.cohort,
+        },
+        data_dir=data_dir,
+        default_dataset=DEMO_NAME,
+    )
+    view = cohort_view(flt, data_dir=data_dir, default_dataset=DEMO_NAME)
+    state = {
+        k: v
+        for k, v in {
+            "metric": args.metric,
+            "definition": args.response,
+            "program": args.program,
+            "gate": args.gate,
+        }.items()
+        if v
+    }
+    result = mechanism_result(view, state)
+    asked = [f for f in result["fallbacks"] if f["key"] in state]
+    for f in asked:  # a script asked explicitly: refuse rather than fall back
+        print(
+            f"ERROR --{f['key']} {f['value']}: {f['label']} {f['reason']} "
+            f"({view.filter.describe()}); the page would show {f['shown']}.",
+            file=sys.stderr,
+        )
+    if asked:
+        return 1
+    report = dict(view.provenance, **result)
+    if args.json:
+        print(json.dumps(report, indent=2, allow_nan=False))
+        return 0
+    if result["message"]:
+        print(result["message"])
+        return 0
+    print(
+        f"{view.bundle.meta.label}: {result['n_patients']} patients, "
+        f"{result['n_cells']:,} CD8 cells; NK metric: {result['metric']['label']}"
+    )
+    for line in coverage_lines(result):
+        print(f"  {line}")
+    for key, entry in result["programs"].items():
+        label = result["programs_info"][key]["label"]
+        vs, mw = entry["vs_nk"], entry["by_response"]
+        print(f"{label}: {vs['message'] or vs['direction']}" + (
+            f", 95% CI {vs['ci_low']:.2f} to {vs['ci_high']:.2f}, p = {vs['p']:.3g}"
+            if not vs["message"] else ""
+        ))  # fmt: skip
+        print(f"  by response: {mw['message'] or mw['direction']}")
+    print("Use --json for every statistic (gate+/gate-, matrix, partials, genes)")
+    return 0
+
+
+def add_mechanism(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "mechanism",
+        help="IFN-alpha / IL-2 / RA programs vs NK and response (as on /mechanism)",
+    )
+    p.add_argument("--dataset", default=DEMO_NAME, help="dataset name or bundle path")
+    for flag in ("--tumor-type", "--treatment", "--cohort"):
+        p.add_argument(
+            flag, nargs="+", action="extend", default=[], metavar="VALUE",
+            help="keep only these values (repeatable)",
+        )  # fmt: skip
+    p.add_argument("--metric", default=None, help="NK metric key (as on the page)")
+    p.add_argument(
+        "--response",
+        default=None,
+        choices=["objective", "benefit", "recist", "reported"],
+        help="response definition",
+    )
+    p.add_argument(
+        "--program", default=None, help="program of the gene view: ifna|il2|ra|ifng"
+    )
+    p.add_argument("--gate", default=None, help="gate as in a /cd8-states link")
+    p.add_argument("--json", action="store_true", help="print JSON (as the page)")
+    p.set_defaults(func=cmd_mechanism)
+
+
 # --------------------------------------------------------------------------- export
 
 
@@ -541,6 +633,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_prepare,
     add_stats,
     add_export,
+    add_mechanism,
 ]
 
 

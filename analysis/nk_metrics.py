@@ -125,7 +125,12 @@ def available_metrics(table: pd.DataFrame) -> list[Metric]:
                     "log2 NK/CD8 with pseudocount",
                 )
             )
-    for column in sorted(c for c in columns if c.startswith(schema.SCORE_PREFIX)):
+    for column in sorted(
+        c
+        for c in columns
+        # program scores (issue 15) are not NK estimates
+        if c.startswith(schema.SCORE_PREFIX) and not c.startswith("score_program_")
+    ):
         name = column.removeprefix(schema.SCORE_PREFIX).replace("_", " ")
         metrics.append(Metric(column, f"{name} (score, not a fraction)", "score"))
     return metrics

@@ -768,6 +768,11 @@ class Bench:
         self.log("one gene, gate ...")
         self.gene_read(big)
         self.gate_fractions(big)
+        self.log("mechanism page: prepare-time scoring, callback ...")  # issue 15
+        from bench.mechanism import bench_mechanism
+
+        for row in bench_mechanism(big, plan.runs, log=self.log):
+            self.add(row)
         if plan.export:
             self.log("export ...")
             self.export(everything=not plan.quick)

@@ -689,6 +689,8 @@ def write_demo(
                 )
             else:
                 compute_umap(adata, seed=seed, progress=progress, max_comps=20)
+            if n_genes is None:  # mechanism genes (issue 15): own RNG, after the UMAP
+                adata = _with_programs(adata, patients, seed, progress)
             adata.write_h5ad(tmp / schema.CELLS_H5AD, compression="gzip")
             # gene-major copy: colouring by a gene reads one slice, not the matrix
             from data.cells import write_gene_major
@@ -707,3 +709,14 @@ def write_demo(
         raise
     progress(f"Demo bundle ready: {out}")
     return out
+
+
+def _with_programs(adata, patients, seed: int, progress: Callable[[str], None]):
+    """Program genes of the mechanism chain and their per-cell scores."""
+    from analysis.programs import score_programs
+    from data.demo_mechanism import add_program_genes
+
+    progress("Simulating IFN-alpha / IL-2 / RA program genes; scoring programs")
+    adata = add_program_genes(adata, patients, seed=seed, song_state=SONG_STATE)
+    score_programs(adata, progress=progress)
+    return adata

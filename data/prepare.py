@@ -151,6 +151,7 @@ def prepare_cells(
             f"{_sample_values(adata.X).max():g}): normalized to 10,000 per cell and "
             "log1p-transformed."
         )
+    notes += score_program_notes(out, progress)
     has_umap = schema.UMAP_KEY in out.obsm and not recompute_umap
     mask = None
     if not has_umap:
@@ -199,6 +200,20 @@ def prepare_cells(
             "they are data-driven groups, not named cell states."
         )
     return out, notes
+
+
+def score_program_notes(adata, progress: Callable[[str], None] = print) -> list[str]:
+    """Per-cell IFN-alpha / IL-2 / RA program scores, stored in ``obs`` (issue 15)."""
+    from analysis.programs import PROGRAM_BY_KEY, score_programs
+
+    progress("Scoring gene programs per cell (gate markers removed)")
+    scores = score_programs(adata, progress=progress)
+    return [
+        f"program {PROGRAM_BY_KEY[key].label}: "
+        + ("scored, " if cov["scored"] else "NOT scored, ")
+        + f"{cov['found']} / {cov['total']} genes found"
+        for key, cov in scores.coverage.items()
+    ]
 
 
 def prepare_file(

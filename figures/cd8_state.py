@@ -23,6 +23,7 @@ from analysis.nk_metrics import (
     available_metrics,
     patient_metric,
 )
+from analysis.programs import PROGRAMS
 from analysis.response import (
     DEFINITIONS,
     ResponseDefinition,
@@ -49,6 +50,8 @@ COLOR_CHOICES = {
     "tumor_type": "Tumor type",
     "nk_level": "Patient NK level",
 }
+# per-cell program scores stored at prepare/import time (issue 15, /mechanism)
+COLOR_CHOICES.update({p.column: f"Program score: {p.label}" for p in PROGRAMS})
 #: Marker genes of the states, shown in the dot plot after the gate genes.
 STATE_MARKERS = (
     "TCF7", "SELL", "CCR7", "IL7R", "GZMK", "CX3CR1", "KLRG1", "FGFBP2", "ITGAE",

@@ -22,8 +22,10 @@ from analysis import gating
 from analysis.nk_metrics import (
     split_by_metric,
 )
+from analysis.programs import OBS_PREFIX as PROGRAM_PREFIX
 from data.cells import CellStore
 from figures.cd8_state import (
+    COLOR_CHOICES,
     EXPRESSION_SCALE,
     GATE_IN_COLOR,
     GATE_OUT_COLOR,
@@ -174,6 +176,47 @@ def _patient_category(
     return codes, labels, palette
 
 
+def _program_colouring(data: CellData, page: PageState, shown: np.ndarray):
+    """Per-cell program score (stored with the cells), 1st-99th percentile range."""
+    from analysis.programs import PROGRAMS
+
+    program = next((p for p in PROGRAMS if p.column == page.color), None)
+    label = COLOR_CHOICES.get(page.color, page.color)
+    if program is None or program.column not in data.store.obs.columns:
+        codes = np.zeros(len(shown), dtype=np.uint8)
+        return _category_colouring(
+            codes,
+            ["not scored in this dataset (re-import or `cli.py prepare`)"],
+            [MISSING_COLOR],
+            label,
+        )
+    values = data.store.obs[program.column].to_numpy()[data.cells[shown]]
+    finite = values[np.isfinite(values)]
+    low, high = (
+        (float(np.percentile(finite, 1)), float(np.percentile(finite, 99)))
+        if len(finite)
+        else (0.0, 1.0)
+    )
+    if high <= low:
+        high = low + 1.0
+    scaled = np.clip((values - low) / (high - low), 0, 1)
+    codes = np.rint(np.nan_to_num(scaled) * 255).astype(np.uint8)
+    ticks = _nice_ticks(low, high)
+    ticks = ticks[(ticks >= low) & (ticks <= high)]
+    colorbar = {
+        "title": {"text": f"{program.label}<br>score", "side": "right"},
+        "tickvals": list((ticks - low) / (high - low) * 255),
+        "ticktext": [f"{t:g}" for t in np.round(ticks, 6)],
+        "len": 0.8,
+        "thickness": 14,
+        "outlinewidth": 0,
+    }
+    what = f"{program.label} program score"
+    if program.key == "ra":  # shown wherever the RA set is
+        what += " (set not derived from T cells)"
+    return Colouring(codes, EXPRESSION_SCALE, 0, 255, colorbar, what)
+
+
 def colouring(
     data: CellData,
     page: PageState,
@@ -216,6 +259,8 @@ def colouring(
         return Colouring(
             codes, EXPRESSION_SCALE, 0, 255, colorbar, f"{page.gene} expression"
         )
+    if page.color.startswith(PROGRAM_PREFIX):
+        return _program_colouring(data, page, shown)
     if page.color == "gate" and gate_result is not None:
         member = gate_result.in_gate[shown].astype(np.uint8)
         colouring_ = _category_colouring(

@@ -439,6 +439,12 @@ def expression_scores(
         if missing:
             text += f"; missing or constant: {', '.join(missing)}"
         report.notes.append(text + f". Source: {signature.source}.")
+    # IFN-alpha / IL-2 / RA programs for the /mechanism page (issue 15)
+    from analysis.programs import bulk_program_scores
+
+    programs, notes = bulk_program_scores(expression)
+    out = out.join(programs)
+    report.notes += notes
     return out, report
 
 

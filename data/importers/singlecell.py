@@ -318,6 +318,10 @@ def import_h5ad(
     else:
         cd8, notes = prepare_cells(cd8, progress=progress)
         report.notes += [f"prepare: {n}" for n in notes]
+    if not prepare:  # prepare_cells scored them; program scores of these cells
+        from data.prepare import score_program_notes
+
+        report.notes += score_program_notes(cd8, progress)
     missing = [f"{g} ({p})" for g, p, _ in schema.SONG_GATE if g not in cd8.var_names]
     if missing:
         report.warnings.append(
