@@ -197,6 +197,107 @@ def run_comparison(
     return ComparisonResult(request, set_a, set_b, definition, de, provenance)
 
 
+# ------------------------------------------------------------------ result cache
+#: seconds a finished comparison is kept (the key changes anyway with data or code)
+CACHE_TIMEOUT = 24 * 3600
+_CODE_FILES = ("analysis/pseudobulk.py", "analysis/cellsets.py", "figures/de.py")
+
+
+def comparison_key(view, request: Comparison, saved: Mapping[str, str]) -> str:
+    """Cache key of a comparison: its definition (saved names expanded), the
+    dataset files' versions, the filter and the code version."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    path = view.bundle.path
+    stamps = [
+        (path / name).stat().st_mtime_ns if (path / name).exists() else 0
+        for name in ("dataset.json", "cohort.csv", "cd8_cells.h5ad")
+    ]
+    code = [(root / f).stat().st_mtime_ns for f in _CODE_FILES]
+    state = dict(
+        request.to_dict(),
+        a=cellsets.expand_saved(request.a, saved),
+        b=cellsets.expand_saved(request.b, saved),
+    )
+    payload = json.dumps(
+        [code, str(path), stamps, view.filter.to_dict(), state],
+        sort_keys=True,
+        default=str,
+    )
+    return "de:" + hashlib.sha256(payload.encode()).hexdigest()
+
+
+def result_store():
+    """Where finished comparisons are kept: Redis with ``REDIS_URL`` (shared by
+    every worker machine), else a folder under ``CACHE_DIR`` (shared by the
+    workers of one machine). Plain cachelib, so background jobs - which run outside
+    Flask - read and write it too."""
+    from cachelib import FileSystemCache, RedisCache
+
+    from config import get_settings
+
+    settings = get_settings()
+    if settings.redis_url:
+        import redis
+
+        return RedisCache(
+            redis.from_url(settings.redis_url),
+            key_prefix="icb-de:",
+            default_timeout=CACHE_TIMEOUT,
+        )
+    folder = settings.cache_dir / "de"
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileSystemCache(str(folder), threshold=200, default_timeout=CACHE_TIMEOUT)
+
+
+def cached_comparison(
+    view,
+    request: Comparison,
+    *,
+    saved: Mapping[str, str] | None = None,
+    n_cpus: int = 1,
+    progress: pseudobulk.Progress | None = None,
+) -> tuple[ComparisonResult, str]:
+    """:func:`run_comparison` through :func:`result_store`; returns (result, key).
+
+    A store that cannot be reached costs time, never the answer.
+    """
+    import logging
+
+    log = logging.getLogger("icb.de")
+    saved = dict(saved or {})
+    key = comparison_key(view, request, saved)
+    try:
+        store = result_store()
+        hit = store.get(key)
+    except Exception as err:  # any backend error: compute instead
+        log.warning("DE cache read failed: %s", err)
+        store, hit = None, None
+    if isinstance(hit, ComparisonResult):
+        return hit, key
+    result = run_comparison(
+        view, request, saved=saved, n_cpus=n_cpus, progress=progress
+    )
+    if store is not None:
+        try:
+            store.set(key, result)
+        except Exception as err:
+            log.warning("DE cache write failed: %s", err)
+    return result, key
+
+
+def load_cached(key: str) -> ComparisonResult | None:
+    """A finished comparison by its key (``None`` when absent or expired)."""
+    try:
+        hit = result_store().get(key)
+    except Exception:
+        return None
+    return hit if isinstance(hit, ComparisonResult) else None
+
+
 # ------------------------------------------------------------------ figures
 def _neg_log10(p: pd.Series) -> np.ndarray:
     values = p.to_numpy(dtype=float)
@@ -417,7 +518,7 @@ def de_panels(view, state: dict) -> list[Panel]:
     request = Comparison.from_mapping(state)
     panels = []
     try:
-        result = run_comparison(view, request, saved=saved_sets_of(view))
+        result, _ = cached_comparison(view, request, saved=saved_sets_of(view))
     except (cellsets.CellSetError, pseudobulk.DEError) as err:
         blocked = empty_figure(str(err))
         panels.append(Panel("volcano", "Volcano", blocked, caption=str(err)))

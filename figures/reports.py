@@ -17,6 +17,7 @@ PAGE_BUILDERS: dict[str, str] = {
     "overview": "figures.overview:overview_panels",
     "nk-response": "figures.nk:nk_panels",
     "cd8-states": "figures.cd8:cd8_panels",
+    "compare": "figures.de:de_panels",
 }
 
 
