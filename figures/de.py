@@ -366,7 +366,7 @@ def volcano(result: ComparisonResult, *, top: int = TOP_LABELLED) -> go.Figure:
         title=titled(
             f"Pseudobulk DE: {label_a} vs {label_b}",
             design_line(result),
-            "right: higher in A, left: higher in B; click a gene for its table row",
+            "right: higher in A, left: higher in B; click a gene: CD8 UMAP by it",
         ),
         xaxis_title="log2 fold change (A over B)",
         yaxis_title="-log10 adjusted p (BH)",
@@ -489,12 +489,11 @@ def composition_figure(counts: pd.DataFrame, table: pd.DataFrame) -> go.Figure:
         title=titled(
             "CD8 state composition by response (each patient once)",
             f"{n_r} responders vs {n_nr} non-responders; " + composition.METHOD,
-            "y > 0: the state is more common than the patient's average state",
         ),
-        yaxis_title="centred log-ratio of the state's cell count",
-        height=520,
-        margin={"t": 120},
-        legend={"orientation": "h", "y": -0.3},
+        yaxis_title="centred log-ratio (> 0: above the patient's average state)",
+        height=560,
+        margin={"t": 130, "l": 80},
+        legend={"orientation": "h", "y": -0.35},
     )
     return fig
 

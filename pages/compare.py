@@ -237,7 +237,6 @@ def layout(**query) -> html.Div:
         dashGridOptions={
             "pagination": True,
             "paginationPageSize": 20,
-            "rowSelection": {"mode": "singleRow"},
         },
         style={"height": "520px"},
         className="ag-theme-alpine",
