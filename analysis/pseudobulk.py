@@ -370,7 +370,9 @@ def _covariate_columns(
             notes.append(f"covariate {name} not added: missing for some patients")
             continue
         if values.nunique() < 2:
-            notes.append(f"covariate {name} not added: one value only ({values.iloc[0]})")
+            notes.append(
+                f"covariate {name} not added: one value only ({values.iloc[0]})"
+            )
             continue
         codes = pd.factorize(values, sort=True)[0]
         meta[name] = [f"L{c}" for c in codes]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 SETS_FILE = "cellsets.json"
 MAX_SETS = 200
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.()/-]{0,59}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.()/+-]{0,59}$")
 
 
 class SavedSetError(ValueError):
@@ -41,11 +41,11 @@ def load_saved_sets(bundle_path: Path | str) -> dict[str, str]:
 
 
 def check_name(name: str) -> str:
-    """The name, stripped; letters, digits, space and ``_.()/-`` (1-60 characters)."""
+    """The name, stripped; letters, digits, space and ``_.()/+-`` (1-60 characters)."""
     name = " ".join((name or "").split())
     if not _NAME_RE.match(name) or name.casefold() in {"gate", "not:gate"}:
         raise SavedSetError(
-            f"set name {name!r}: use 1-60 letters, digits, spaces or _.()/- "
+            f"set name {name!r}: use 1-60 letters, digits, spaces or _.()/+- "
             "(starting with a letter or digit), not gate"
         )
     return name
