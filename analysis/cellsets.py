@@ -14,7 +14,8 @@ A set is one or more *terms* joined by ``+`` (a cell must match every term):
 ``patients:<key>,<key>``
     every cell of these patients (``cohort|patient_id``).
 ``lasso:<x>,<y>;<x>,<y>;...``
-    cells inside a polygon in UMAP coordinates (at least three vertices).
+    cells inside a polygon in UMAP coordinates (at least three vertices);
+    ``not:lasso:...`` the cells outside it.
 
 ``response:R+state:Exhausted (HAVCR2+TOX+)`` is the exhausted cells of responders: a
 ``+`` starts a new term only when a term name follows it, so state names holding ``+``
@@ -35,8 +36,8 @@ import pandas as pd
 from analysis import gating
 from analysis.response import NON_RESPONDER, RESPONDER
 
-KINDS = ("gate", "not:gate", "state", "response", "patients", "lasso")
-_TERM_START = r"(?:not:gate|gate|state:|response:|patients:|lasso:)"
+KINDS = ("gate", "not:gate", "state", "response", "patients", "lasso", "not:lasso")
+_TERM_START = r"(?:not:gate|gate|state:|response:|patients:|lasso:|not:lasso:)"
 _SPLIT = re.compile(r"\+(?=" + _TERM_START + r")")
 MAX_LASSO_VERTICES = 200
 RESPONSE_CODES = {"R": RESPONDER, "NR": NON_RESPONDER}
@@ -71,7 +72,8 @@ class Term:
         if self.kind == "patients":
             n = len(self.value.split(","))
             return f"{n} chosen patient{'s' if n != 1 else ''}"
-        return f"lasso ({len(self.value.split(';'))} vertices, UMAP)"
+        where = "outside" if self.kind == "not:lasso" else "inside"
+        return f"cells {where} a lasso ({len(self.value.split(';'))} vertices, UMAP)"
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,9 @@ def _parse_term(text: str) -> Term:
             rule = gating.gate_to_string(gate)
             published = gating.gate_to_string(gating.default_gate())
             return Term(kind, "" if rule == published else rule)
+    if text.startswith("not:lasso:"):
+        polygon = parse_polygon(text[len("not:lasso:") :].strip())
+        return Term("not:lasso", polygon_to_string(polygon))
     if ":" not in text:
         raise CellSetError(
             f"cannot read set term {text!r}; use gate, not:gate, state:<name>, "
@@ -169,7 +174,7 @@ def parse_set(text: str, *, saved: Mapping[str, str] | None = None) -> CellSet:
             return CellSet(inner.terms, name=name)
     terms = tuple(_parse_term(part) for part in _SPLIT.split(text))
     kinds = [t.kind for t in terms]
-    for kind in ("gate", "not:gate", "response", "lasso"):
+    for kind in ("gate", "not:gate", "response", "lasso", "not:lasso"):
         if kinds.count(kind) > 1:
             raise CellSetError(f"{kind} appears twice in {text!r}")
     return CellSet(terms)
@@ -208,7 +213,7 @@ def polygon_to_string(points: np.ndarray | Sequence[Sequence[float]]) -> str:
 def polygon_from_lasso(selected: Mapping | None) -> str:
     """The polygon of a plotly ``selectedData`` lasso (``lassoPoints``), or ``""``."""
     lasso = (selected or {}).get("lassoPoints") or {}
-    xs, ys = lasso.get("x") or [], lasso.get("y") or []
+    xs, ys = list(lasso.get("x", [])), list(lasso.get("y", []))
     if len(xs) < 3 or len(xs) != len(ys):
         return ""
     points = np.column_stack([xs, ys]).astype(float)
@@ -318,10 +323,11 @@ def evaluate_set(cell_set: CellSet, ctx: CellContext) -> np.ndarray:
                 )
             wanted = ctx.patients["key"].isin(keys).to_numpy()
             mask &= wanted[ctx.patient_codes]
-        elif term.kind == "lasso":
+        elif term.kind in ("lasso", "not:lasso"):
             if ctx.umap is None:
                 raise CellSetError("this dataset has no UMAP, so a lasso cannot apply")
-            mask &= points_in_polygon(ctx.umap, parse_polygon(term.value))
+            inside = points_in_polygon(ctx.umap, parse_polygon(term.value))
+            mask &= inside if term.kind == "lasso" else ~inside
     return mask
 
 

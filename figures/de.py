@@ -551,5 +551,44 @@ def saved_sets_of(view) -> dict[str, str]:
     return load_saved_sets(view.bundle.path)
 
 
+def lasso_sets(store, selection: Mapping | None) -> tuple[str, str] | None:
+    """``lasso:...`` and ``not:lasso:...`` for a lasso drawn on the CD8 UMAP.
+
+    The CD8 page draws the embedding quantized to ``uint16`` over its full range
+    (:func:`figures.cd8_umap.quantize_embedding`); the polygon is mapped back to
+    UMAP units so the definition does not depend on how the plot was drawn.
+    ``None`` for a box or no selection.
+    """
+    from figures.cd8_state import QUANT_MAX
+
+    lasso = (selection or {}).get("lassoPoints") or {}
+    if store is None or store.umap is None or len(lasso.get("x") or []) < 3:
+        return None
+    low = np.nanmin(store.umap, axis=0).astype(float)
+    span = np.nanmax(store.umap, axis=0).astype(float) - low
+    span[span == 0] = 1.0
+    xs = low[0] + np.asarray(lasso["x"], float) / QUANT_MAX * span[0]
+    ys = low[1] + np.asarray(lasso["y"], float) / QUANT_MAX * span[1]
+    polygon = cellsets.polygon_from_lasso({"lassoPoints": {"x": xs, "y": ys}})
+    return (f"lasso:{polygon}", f"not:lasso:{polygon}") if polygon else None
+
+
+def filter_params(filter_data) -> list[tuple[str, str]]:
+    """The global filter (Store form) as query pairs."""
+    return [
+        (k, str(v))
+        for k, values in (filter_data or {}).items()
+        for v in (values if isinstance(values, list | tuple) else [values])
+        if v not in (None, "")
+    ]
+
+
+def compare_href(a: str, b: str, filter_data) -> str:
+    """``/compare?<filter>&a=A&b=B`` (the CD8 page links a lasso here)."""
+    from urllib.parse import urlencode
+
+    return "/compare?" + urlencode([*filter_params(filter_data), ("a", a), ("b", b)])
+
+
 def heatmap_genes(result: ComparisonResult, top: int = TOP_HEATMAP) -> Sequence[str]:
     return result.de.table["gene"].head(top).tolist()

@@ -550,13 +550,7 @@ def gene_link(click, cell, filter_data):
 
 def cd8_gene_href(gene: str, filter_data) -> str:
     """``/cd8-states?...&color=gene&gene=GENE`` keeping the global filter."""
-    params = [
-        (k, v)
-        for k, values in (filter_data or {}).items()
-        for v in (values if isinstance(values, list | tuple) else [values])
-        if v not in (None, "")
-    ]
-    params += [("color", "gene"), ("gene", gene)]
+    params = [*de.filter_params(filter_data), ("color", "gene"), ("gene", gene)]
     return "/cd8-states?" + urlencode(params)
 
 

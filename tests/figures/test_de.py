@@ -47,3 +47,26 @@ def test_compare_panels_state_design_and_n(demo_dir):
 def test_comparison_request_round_trip():
     request = de.Comparison(a="state:X", b="gate", covariates=("cohort",), min_cells=3)
     assert de.Comparison.from_mapping(request.to_dict()) == request
+
+
+def test_lasso_on_the_cd8_umap_becomes_a_set_with_the_same_cells(demo_dir):
+    from analysis import cellsets
+    from figures import cd8
+
+    view = cohort_view({"dataset": "demo"}, data_dir=DATA_DIR, default_dataset="demo")
+    ctx, data = de.cell_context(view, "objective")
+    # a triangle in the page's quantized plot coordinates (0..65535)
+    selection = {"lassoPoints": {"x": [10000, 40000, 25000], "y": [8000, 8000, 50000]}}
+    inside, outside = de.lasso_sets(data.store, selection)
+    assert outside == "not:" + inside
+    page_cells = cd8.cells_in_selection(data, selection)
+    mask = cellsets.evaluate_set(cellsets.parse_set(inside), ctx)
+    # the same cells up to rounding on the boundary (3 decimals in UMAP units)
+    assert abs(int(mask.sum()) - len(page_cells)) <= 0.002 * len(page_cells) + 3
+    assert len(np.intersect1d(np.flatnonzero(mask), page_cells)) >= 0.99 * len(
+        page_cells
+    )
+    notmask = cellsets.evaluate_set(cellsets.parse_set(outside), ctx)
+    assert not (mask & notmask).any() and (mask | notmask).all()
+    href = de.compare_href(inside, outside, {"dataset": "demo", "cohort": ["SYN-A"]})
+    assert href.startswith("/compare?dataset=demo&cohort=SYN-A&a=lasso%3A")
