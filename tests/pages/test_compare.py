@@ -104,3 +104,15 @@ def test_run_in_background_shows_volcano_table_and_gene_link(dash_duo, demo_bund
     link = dash_duo.wait_for_element("#compare-gene-link a", timeout=20)
     assert f"gene={first.text}" in link.get_attribute("href")
     assert "color=gene" in link.get_attribute("href")
+
+
+def test_cd8_lasso_summary_links_to_compare(demo_bundle):
+    from pages.cd8_states import selection_details
+
+    lasso = {"lassoPoints": {"x": [10000, 40000, 25000], "y": [8000, 8000, 50000]}}
+    out = selection_details(lasso, {"dataset": "demo"}, {})
+    link = out[-1]
+    assert link.href.startswith("/compare?dataset=demo&a=lasso%3A")
+    assert "b=not%3Alasso%3A" in link.href
+    box = {"range": {"x": [0, 30000], "y": [0, 30000]}}
+    assert selection_details(box, {"dataset": "demo"}, {})[-1] is None
