@@ -142,14 +142,19 @@ def synthetic_pseudobulk(
 
 
 def deseq2_timings(
-    sizes=((2_000, 100), (20_000, 100)), *, n_cpus: int = 2, log=print
+    sizes=((2_000, 100), (20_000, 100)),
+    *,
+    n_cpus: int = 2,
+    designs: tuple[bool, ...] = (True, False),
+    log=print,
 ) -> list[dict]:
-    """Seconds of :func:`analysis.pseudobulk.run_deseq2` per (genes, samples)."""
+    """Seconds of :func:`analysis.pseudobulk.run_deseq2` per (genes, samples);
+    ``designs``: paired (``True``) and/or unpaired (``False``)."""
     from analysis.pseudobulk import run_deseq2
 
     rows = []
     for n_genes, n_samples in sizes:
-        for paired in (True, False):
+        for paired in designs:
             n_patients = n_samples // 2 if paired else n_samples
             counts, meta, design = synthetic_pseudobulk(
                 n_genes, n_patients, paired=paired
@@ -180,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sizes", default="2000x100,20000x100", help="GENESxSAMPLES,... for --timing"
     )
+    parser.add_argument(
+        "--design",
+        choices=("both", "paired", "unpaired"),
+        default="both",
+        help="designs timed (paired: ~ patient + group; unpaired: ~ group)",
+    )
     args = parser.parse_args(argv)
     both = not (args.recovery or args.timing)
     out: dict = {}
@@ -188,7 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.timing or both:
         sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
         log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-        out["deseq2_timing"] = deseq2_timings(sizes, n_cpus=args.cpus, log=log)
+        designs = {"both": (True, False), "paired": (True,), "unpaired": (False,)}
+        out["deseq2_timing"] = deseq2_timings(
+            sizes, n_cpus=args.cpus, designs=designs[args.design], log=log
+        )
     print(json.dumps(out, indent=2))
     return 0
 

@@ -489,11 +489,12 @@ def composition_figure(counts: pd.DataFrame, table: pd.DataFrame) -> go.Figure:
         title=titled(
             "CD8 state composition by response (each patient once)",
             f"{n_r} responders vs {n_nr} non-responders; " + composition.METHOD,
+            "CLR > 0: the state is more common than the patient's average state",
         ),
-        yaxis_title="centred log-ratio (> 0: above the patient's average state)",
-        height=560,
-        margin={"t": 130, "l": 80},
-        legend={"orientation": "h", "y": -0.35},
+        yaxis_title="centred log-ratio (CLR)",
+        height=600,
+        margin={"t": 140, "b": 190},
+        legend={"orientation": "h", "y": -0.62, "x": 0},
     )
     return fig
 
