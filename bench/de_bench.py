@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -160,7 +161,7 @@ def deseq2_timings(
                 n_genes, n_patients, paired=paired
             )
             log(f"  PyDESeq2 {n_genes:,} genes x {len(counts)} samples, {design}")
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             run_deseq2(counts, meta, design, n_cpus=n_cpus)
             rows.append(
                 {
@@ -169,6 +170,10 @@ def deseq2_timings(
                     "design": design,
                     "n_cpus": n_cpus,
                     "seconds": round(time.perf_counter() - started, 1),
+                    # load-independent with n_cpus=1 (PyDESeq2 then runs in this
+                    # process); with more, the worker processes are not counted
+                    "cpu_seconds_this_process": round(time.process_time() - cpu, 1),
+                    "load_average_1min": round(os.getloadavg()[0], 1),
                 }
             )
             log(f"    {rows[-1]['seconds']} s")
