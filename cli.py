@@ -622,6 +622,118 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_export)
 
 
+# ------------------------------------------------------------------------------- de
+
+
+def cmd_de(args: argparse.Namespace) -> int:
+    """Pseudobulk differential expression between two cell sets (as on /compare)."""
+    import json
+
+    from analysis.cellsets import CellSetError
+    from analysis.pseudobulk import DEError
+    from data.cellsets_store import SavedSetError
+    from data.view import cohort_view
+    from figures.de import COVARIATE_CHOICES, Comparison, run_comparison, saved_sets_of
+
+    data_dir = _data_dir(args)
+    flt = resolve_cli_filter(
+        {
+            "dataset": args.dataset,
+            "tumor_type": args.tumor_type,
+            "treatment": args.treatment,
+            "cohort": args.cohort,
+        },
+        data_dir=data_dir,
+        default_dataset=DEMO_NAME,
+    )
+    view = cohort_view(flt, data_dir=data_dir, default_dataset=DEMO_NAME)
+    covariates = tuple(c.strip() for c in (args.covariates or "").split(",") if c)
+    unknown = [c for c in covariates if c not in COVARIATE_CHOICES]
+    if unknown:
+        print(
+            f"ERROR --covariates {','.join(unknown)}: not a patient field. Fix: use "
+            f"any of {','.join(COVARIATE_CHOICES)}.",
+            file=sys.stderr,
+        )
+        return 1
+    request = Comparison(
+        a=args.a,
+        b=args.b,
+        covariates=covariates,
+        definition=args.response or "",
+        min_cells=args.min_cells,
+    )
+    try:
+        result = run_comparison(
+            view, request, saved=saved_sets_of(view), n_cpus=args.cpus
+        )
+    except (CellSetError, DEError, SavedSetError) as err:
+        print(f"ERROR {err}", file=sys.stderr)
+        return 1
+    report = result.to_dict(top=args.top)
+    if args.json:
+        print(json.dumps(report, indent=2, allow_nan=False))
+        return 0
+    de = result.de
+    print(f"{report['set_a_label']}  vs  {report['set_b_label']}")
+    print(f"method: {de.method}")
+    print(
+        f"design: {de.design}; patients A {de.n_patients['A']}, B {de.n_patients['B']}"
+    )
+    print(f"dropped samples: {len(de.dropped)}; genes tested {len(de.table):,}")
+    for note in de.notes:
+        print(f"note: {note}")
+    shown = de.table.head(args.top or 20)
+    columns = [
+        "gene",
+        "log2FC",
+        "lfcSE",
+        "pvalue",
+        "padj",
+        "baseMean",
+        "pct_A",
+        "pct_B",
+    ]
+    print(shown[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return 0
+
+
+def add_de(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "de",
+        help="pseudobulk differential expression between two cell sets (as /compare)",
+    )
+    p.add_argument("--dataset", default=DEMO_NAME, help="dataset name or bundle path")
+    p.add_argument(
+        "--a", required=True, metavar="SET",
+        help="set A: gate, not:gate, gate:RULE, state:NAME, response:R|NR "
+        "(+state:NAME), patients:KEY,..., lasso:x,y;..., or a saved set's name",
+    )  # fmt: skip
+    p.add_argument("--b", required=True, metavar="SET", help="set B (as --a)")
+    for flag in ("--tumor-type", "--treatment", "--cohort"):
+        p.add_argument(
+            flag, nargs="+", action="extend", default=[], metavar="VALUE",
+            help="keep only these values (repeatable)",
+        )  # fmt: skip
+    p.add_argument(
+        "--covariates", default="", help="comma-separated: cohort,tumor_type,treatment"
+    )
+    p.add_argument(
+        "--response",
+        default=None,
+        choices=["objective", "benefit", "reported"],
+        help="response definition behind response:R/NR (default: objective)",
+    )
+    p.add_argument(
+        "--min-cells", type=int, default=10,
+        help="minimum cells of a set in a patient (default 10)",
+    )  # fmt: skip
+    p.add_argument("--top", type=int, default=None, help="only the first N genes")
+    p.add_argument("--cpus", type=int, default=1, help="processes for PyDESeq2")
+    p.add_argument("--json", action="store_true", help="print JSON (see README)")
+    p.set_defaults(func=cmd_de)
+
+
 # ----------------------------------------------------------------------------- main
 
 #: Each entry adds one sub-command to the parser.
@@ -634,6 +746,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_stats,
     add_export,
     add_mechanism,
+    add_de,
 ]
 
 

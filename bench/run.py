@@ -816,6 +816,9 @@ def main(argv: list[str] | None = None) -> int:
         help="only figure export: each figure (PNG, SVG) and export-all, warm",
     )
     parser.add_argument("--out", type=Path, help="JSON file (default bench/results/)")
+    parser.add_argument(
+        "--no-de", action="store_true", help="skip the PyDESeq2 timings (issue 16)"
+    )
     args = parser.parse_args(argv)
     if args.runs < 5:
         parser.error("--runs must be at least 5 (each figure is a median of >= 5)")
@@ -844,6 +847,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench = Bench(plan, log)
     bench.run()
+    de_rows = [] if args.no_de else de_timings(args.quick, log)
     references = [NAIVE] + (
         [CXG] if any(CXG in r.references for r in bench.rows) else []
     )
@@ -864,6 +868,8 @@ def main(argv: list[str] | None = None) -> int:
         header += f"{bench.cxg_note}.\n"
     print(header)
     print(table)
+    if de_rows:
+        print(de_table(de_rows))
     out = (
         args.out
         or RESULTS / f"{when:%Y-%m-%dT%H%M}{'-quick' if args.quick else ''}.json"
@@ -880,10 +886,35 @@ def main(argv: list[str] | None = None) -> int:
             "references": references,
             "notes": [bench.cxg_note] if bench.cxg_note else [],
             "table_markdown": table,
+            "de_timings": de_rows,
         },
     )
     print(f"JSON: {out}", file=sys.stderr)
     return 0
+
+
+def de_timings(quick: bool, log: Callable[[str], None]) -> list[dict]:
+    """PyDESeq2 on 2,000 (and, unless quick, 20,000) genes x 100 pseudobulk samples,
+    2 processes, as the /compare page's background job runs it (bench.de_bench)."""
+    from bench.de_bench import deseq2_timings
+
+    log("PyDESeq2 timings (pseudobulk DE)")
+    sizes = [(2_000, 100)] if quick else [(2_000, 100), (20_000, 100)]
+    return deseq2_timings(sizes, n_cpus=2, log=log)
+
+
+def de_table(rows: list[dict]) -> str:
+    """Markdown table of :func:`de_timings` (targets: 30 s and 3 min on 2 cores)."""
+    lines = [
+        "| PyDESeq2 | design | processes | seconds |",
+        "|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['genes']:,} genes x {row['samples']} samples | {row['design']} "
+            f"| {row['n_cpus']} | {row['seconds']} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data import schema
+from data import demo_de, schema
 from data.prepare import compute_umap
 
 SEED = 7  # the realised demo shows the NK effect in 4 tumor types, none in RCC
@@ -463,6 +463,7 @@ def make_cells(
         counts = rng.poisson(rng.gamma(shape=2.0, scale=mean / 2.0)).astype(np.float32)
         lognorm = np.log1p(counts / total_umis[:, None].astype(np.float32) * 1e4)
         matrix = sp.csr_matrix(lognorm.astype(np.float32))
+        raw_counts = sp.csr_matrix(counts)  # issue 16: pseudobulk DE needs counts
     else:
         filler_mean = rng.lognormal(np.log(0.05), 1.0, size=n_filler_genes)
         matrix = _expression_chunked(
@@ -474,6 +475,7 @@ def make_cells(
             chunk_size=chunk_size or 20_000,
         )
         genes = genes + [f"FILL{i + 1:04d}" for i in range(n_filler_genes)]
+        raw_counts = None
     obs = pd.concat(obs_parts, ignore_index=True)
     obs.index = [f"cell{i:07d}" for i in range(n)]
     obs["cd8_state"] = pd.Categorical.from_codes(states, categories=state_names)
@@ -486,6 +488,8 @@ def make_cells(
         var=pd.DataFrame(index=pd.Index(genes, name="gene")),
     )
     adata.uns["description"] = "Synthetic CD8 T cells (log1p of counts per 10,000)."
+    if raw_counts is not None:
+        adata.layers["counts"] = raw_counts
     return adata
 
 
@@ -689,6 +693,8 @@ def write_demo(
                 )
             else:
                 compute_umap(adata, seed=seed, progress=progress, max_comps=20)
+            if "counts" in adata.layers:  # issue 16: genes with known DE, own RNG
+                adata = demo_de.add_simulated_de(adata, patients, tmp, seed=seed)
             if n_genes is None:  # mechanism genes (issue 15): own RNG, after the UMAP
                 adata = _with_programs(adata, patients, seed, progress)
             adata.write_h5ad(tmp / schema.CELLS_H5AD, compression="gzip")

@@ -105,7 +105,7 @@ def add_program_genes(
     chain = np.array([p != "ifng" for p in gene_program])
     per_program = np.column_stack([activity[p] for p in gene_program])  # patients x g
     total = obs["total_counts"].to_numpy(dtype=float)
-    parts = []
+    parts, raw_parts = [], []
     for start in range(0, adata.n_obs, chunk_size):
         stop = min(start + chunk_size, adata.n_obs)
         level = per_program[codes[start:stop]] + STATE_SHIFT * np.outer(
@@ -114,6 +114,7 @@ def add_program_genes(
         mean = base * np.exp(loading * level) * (total[start:stop, None] / 5000.0)
         counts = rng.poisson(rng.gamma(shape=2.0, scale=mean / 2.0))
         chunk = sp.csr_matrix(counts.astype(np.float32))
+        raw_parts.append(chunk.copy())
         per_cell = (1e4 / total[start:stop]).astype(np.float32)
         chunk.data = np.log1p(chunk.data * np.repeat(per_cell, np.diff(chunk.indptr)))
         parts.append(chunk)
@@ -122,6 +123,9 @@ def add_program_genes(
     var = pd.DataFrame(index=pd.Index(list(adata.var_names) + gene_names, name="gene"))
     out = ad.AnnData(X=matrix.astype(np.float32), obs=adata.obs.copy(), var=var)
     out.obsm = adata.obsm.copy()
+    if "counts" in adata.layers:  # raw counts for pseudobulk DE (issue 16) follow
+        raw = sp.vstack(raw_parts, format="csr")
+        out.layers["counts"] = sp.hstack([adata.layers["counts"], raw], format="csr")
     out.uns = dict(adata.uns)
     out.uns["mechanism_simulation"] = (
         "program genes simulated by data/demo_mechanism.py: NK-high patients have "

@@ -18,6 +18,7 @@ PAGE_BUILDERS: dict[str, str] = {
     "nk-response": "figures.nk:nk_panels",
     "cd8-states": "figures.cd8:cd8_panels",
     "mechanism": "figures.mechanism:mechanism_panels",
+    "compare": "figures.de:de_panels",
 }
 
 

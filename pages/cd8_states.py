@@ -96,6 +96,7 @@ from data.cells import cell_store
 from data.errors import DataError
 from data.view import cohort_view
 from figures import cd8
+from figures import de as cd8_de
 from figures.template import empty_figure
 
 dash.register_page(__name__, path="/cd8-states", name="CD8 states", order=2)
@@ -619,7 +620,17 @@ def selection_details(selection, filter_data, state):
         ),
         html.Ul(items, className="mb-1 ps-3"),
         html.Div(gate_line, className="fw-semibold"),
+        _compare_lasso_link(data.store, selection, filter_data),
     ]
+
+
+def _compare_lasso_link(store, selection, filter_data):
+    """Issue 16: a lasso becomes a cell set (its polygon) on /compare, vs the rest."""
+    sets = cd8_de.lasso_sets(store, selection)
+    if sets is None:
+        return None
+    href = cd8_de.compare_href(sets[0], sets[1], filter_data)
+    return html.A("Compare inside vs outside (pseudobulk DE) →", href=href)
 
 
 # ---------------------------------------------------------------- gate statistics
