@@ -134,6 +134,7 @@ def cohort_effects_from_patients(
     dataset: str,
     definition: str,
     synthetic: bool = False,
+    with_p: bool = True,
 ) -> list[CohortEffect]:
     """Per-cohort effects from one row per patient with ``value`` (the metric).
 
@@ -148,6 +149,9 @@ def cohort_effects_from_patients(
         ``reported``).
     synthetic
         Whether the dataset is synthetic (said on every figure).
+    with_p
+        Also run the Mann-Whitney test per cohort (the multiverse does not need
+        it, and it is the slowest step there).
     """
     if definition not in BINARY_DEFINITIONS:
         raise ValueError(
@@ -158,23 +162,53 @@ def cohort_effects_from_patients(
     if patients.empty:
         return out
     responder = binary_responder(patients, definition)
-    for cohort, rows in patients.groupby("cohort", sort=True):
-        here = responder.loc[rows.index]
-        values = rows["value"].astype(float)
-        ok = here.notna() & values.notna()
-        pos = values[ok & (here == True)]  # noqa: E712 - nullable boolean
-        neg = values[ok & (here == False)]  # noqa: E712
-        effect = stats.stratum_effect("cohort", str(cohort), pos, neg)
-        test = stats.mann_whitney(pos, neg)
+    return effects_from_arrays(
+        patients["value"].to_numpy(dtype=float),
+        known=responder.notna().to_numpy(),
+        is_responder=responder.fillna(False).to_numpy(dtype=bool),
+        cohorts=patients["cohort"].astype(str).to_numpy(),
+        tumors=patients["tumor_type"].astype(str).to_numpy(),
+        treatments=patients["treatment"].astype(str).to_numpy(),
+        dataset=dataset,
+        definition=definition,
+        synthetic=synthetic,
+        with_p=with_p,
+    )
+
+
+def effects_from_arrays(
+    values: np.ndarray,
+    *,
+    known: np.ndarray,
+    is_responder: np.ndarray,
+    cohorts: np.ndarray,
+    tumors: np.ndarray,
+    treatments: np.ndarray,
+    dataset: str,
+    definition: str,
+    synthetic: bool = False,
+    with_p: bool = True,
+) -> list[CohortEffect]:
+    """:func:`cohort_effects_from_patients` on arrays (one entry per patient), so
+    the multiverse assigns response once per dataset and definition."""
+    out: list[CohortEffect] = []
+    has_value = np.isfinite(values)
+    for cohort in sorted(set(cohorts)):
+        here = cohorts == cohort
+        ok = here & known & has_value
+        pos = values[ok & is_responder]
+        neg = values[ok & ~is_responder]
+        effect = stats.stratum_effect("cohort", cohort, pos, neg)
+        p = stats.mann_whitney(pos, neg).p if with_p else math.nan
         message = effect.message
         if not ok.any():
-            message = _why_not_evaluable(rows, definition, values)
+            message = _why_not_evaluable(definition, values[here])
         out.append(
             CohortEffect(
                 dataset=dataset,
-                cohort=str(cohort),
-                tumor_type=tumor_label(rows["tumor_type"].dropna().unique()),
-                treatment_class=treatment_class(rows["treatment"].dropna().unique()),
+                cohort=cohort,
+                tumor_type=tumor_label(np.unique(tumors[here])),
+                treatment_class=treatment_class(np.unique(treatments[here])),
                 n_responders=effect.n_pos,
                 n_non_responders=effect.n_neg,
                 r=effect.r,
@@ -182,7 +216,7 @@ def cohort_effects_from_patients(
                 ci_low=effect.ci_low,
                 ci_high=effect.ci_high,
                 auc=effect.auc,
-                p=test.p,
+                p=p,
                 synthetic=synthetic,
                 message=message,
             )
@@ -190,8 +224,8 @@ def cohort_effects_from_patients(
     return out
 
 
-def _why_not_evaluable(rows: pd.DataFrame, definition: str, values) -> str:
-    if values.isna().all():
+def _why_not_evaluable(definition: str, values: np.ndarray) -> str:
+    if not np.isfinite(values).any():
         return "no value of the metric"
     if definition == "reported":
         return "no study-reported response (R/NR)"
