@@ -17,6 +17,8 @@ PAGE_BUILDERS: dict[str, str] = {
     "overview": "figures.overview:overview_panels",
     "nk-response": "figures.nk:nk_panels",
     "cd8-states": "figures.cd8:cd8_panels",
+    # issue 17: pooled NK vs response across datasets (state carries "datasets")
+    "evidence": "figures.evidence:evidence_panels",
 }
 
 
