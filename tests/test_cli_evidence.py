@@ -177,3 +177,25 @@ def test_imvigor210_estimators_match_scipy(real_dir, capsys):
         assert entry["auc"] == pytest.approx((1 + _r(pos, neg)) / 2, abs=1e-9)
     # the multiverse offers IMvigor210's estimators (pooled with nothing: k < 2)
     assert np.isfinite(entry["r"])
+
+
+@realdata
+def test_page_runs_on_real_cohorts_with_the_cli_numbers(real_dir, capsys, monkeypatch):
+    import app  # noqa: F401 - registers the pages
+    from pages import evidence as page
+
+    settings = type("S", (), {"data_dir": real_dir})()
+    monkeypatch.setattr(page, "get_settings", lambda: settings)
+    datasets = [o["value"] for o in page.dataset_options()]
+    assert {"hugo", "imvigor210"} <= set(datasets) and len(datasets) == 9
+    out = page.compute_page({}, datasets, "score_NK_signature", "reported", "pre",
+                            "tumor_type")  # fmt: skip
+    code, cli_out, err = run(
+        capsys, "--metric", "score_NK_signature", "--response", "reported", "--json",
+        data_dir=real_dir,
+    )  # fmt: skip
+    assert code == 0, err
+    assert out["summary"] == json.loads(cli_out)["direction"]
+    assert "Pooled over" in out["summary"]
+    spec = out["figure:evidence-multiverse"].layout.title.text
+    assert "specifications" in spec
