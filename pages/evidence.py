@@ -361,10 +361,12 @@ def compute_page(
         "timepoint": timepoint or "pre",
         "group_by": group_by or "tumor_type",
     }
+    # the view only carries the data directory and the filter: the sidebar's
+    # dataset may not be among the chosen ones (or may not exist in DATA_DIR)
+    choices = dict(filter_data or {}, dataset=datasets[0])
     view = cohort_view(
-        filter_data, data_dir=get_settings().data_dir,
-        default_dataset=datasets[0],
-    )  # fmt: skip
+        choices, data_dir=get_settings().data_dir, default_dataset=datasets[0]
+    )
     panels = {p.key: p for p in cached_panels(PAGE_ID, view, state)}
     for key in CARDS:
         panel = panels.get(key)
