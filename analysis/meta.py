@@ -338,7 +338,11 @@ def pool_dl(effects, variances) -> Pooled:
     dl = stats.pool_dersimonian_laird(y, v)
     name = "DerSimonian-Laird, normal CI"
     if not math.isfinite(dl.estimate):
-        return Pooled(name, dl.k, message=dl.message)
+        return Pooled(
+            name,
+            dl.k,
+            message="Fewer than two cohorts with an estimate: nothing to pool.",
+        )
     pi = _prediction(dl.estimate, dl.se, dl.tau2, dl.k)
     return Pooled(
         name, dl.k, dl.estimate, dl.se, dl.ci_low, dl.ci_high, dl.p, dl.tau2,

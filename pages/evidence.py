@@ -212,6 +212,8 @@ def layout(**query) -> html.Div:
                     html.Label("NK metric", htmlFor=METRIC, className="form-label"),
                     dcc.Dropdown(
                         id=METRIC,
+                        # options from the start: a value outside them is dropped
+                        options=_safe_metric_options(chosen),
                         value=state["metric"] or "nk_lymphocytes",
                         clearable=False,
                     ),
@@ -319,6 +321,13 @@ def metric_options(datasets: list[str]) -> list[dict]:
         for m in available_metrics(get_bundle(name, data_dir).cohort):
             seen.setdefault(m.key, m.label)
     return [{"label": label, "value": key} for key, label in seen.items()]
+
+
+def _safe_metric_options(datasets: list[str]) -> list[dict]:
+    try:
+        return metric_options(datasets)
+    except DataError:  # the callback shows the problem
+        return []
 
 
 #: outputs of :func:`compute_page`, in order

@@ -89,9 +89,15 @@ def test_literature_cards_have_direction_and_only_read_dois(page):
 
 
 def test_layout_reads_state_from_url(page):
+    from tests.conftest import find_component
+
     tree = page.layout(datasets="demo,nope", metric="frac_nk", group_by="x")
     text = component_text(tree)
     assert "nope" in text and "showing demo instead" in text
+    # the metric menu has its options at once, so the URL's metric is not dropped
+    metric = find_component(tree, page.METRIC)
+    assert metric.value == "frac_nk"
+    assert "frac_nk" in [o["value"] for o in metric.options]
 
 
 @pytest.mark.browser
