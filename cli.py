@@ -734,6 +734,123 @@ def add_de(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_de)
 
 
+# ------------------------------------------------------------------------- evidence
+
+
+def cmd_evidence(args: argparse.Namespace) -> int:
+    """NK vs response pooled across cohorts of several datasets (as on /evidence)."""
+    import json
+
+    from analysis.evidence_view import answering_datasets, evidence
+    from analysis.multiverse import multiverse, summarize
+    from analysis.nk_metrics import available_metrics
+    from data.registry import get_bundle
+
+    data_dir = _data_dir(args)
+    datasets = args.datasets or answering_datasets(data_dir)
+    if not datasets:
+        print(
+            f"ERROR no dataset in {data_dir} has an NK estimate and a response. "
+            "Fix: import one (`python cli.py import`) or pass --datasets.",
+            file=sys.stderr,
+        )
+        return 1
+    offered: set[str] = set()
+    for name in datasets:
+        offered |= {m.key for m in available_metrics(get_bundle(name, data_dir).cohort)}
+    if args.metric not in offered:
+        print(
+            f"ERROR --metric {args.metric}: no selected dataset has this metric. "
+            f"Fix: --metric one of {', '.join(sorted(offered)) or 'none'}.",
+            file=sys.stderr,
+        )
+        return 1
+    filters = {"tumor_type": args.tumor_type, "treatment": args.treatment}
+    result = evidence(
+        datasets, data_dir, metric=args.metric, definition=args.response,
+        timepoint=args.timepoint, filters=filters,
+    )  # fmt: skip
+    report = result.to_dict()
+    specs = ()
+    if args.multiverse:
+        specs = multiverse(datasets, data_dir, filters=filters)
+        report["multiverse"] = [s.to_json() for s in specs]
+        report["multiverse_summary"] = summarize(specs).sentence()
+    if args.json:
+        print(json.dumps(report, indent=2, allow_nan=False))
+        return 0
+    print(_evidence_text(report))
+    if specs:
+        print(report["multiverse_summary"])
+    return 0
+
+
+def _evidence_text(report: dict) -> str:
+    def num(x) -> str:
+        return "n/a" if x is None else f"{x:.2f}"
+
+    lines = [
+        f"NK metric: {report['metric_label']} ({report['metric']}); response: "
+        f"{report['response_definition']}; timepoint: {report['timepoint']}; "
+        f"filters: {report['filters']}",
+        "r > 0: lower metric in responders. Per cohort (rank-biserial r, 95% CI):",
+    ]
+    for c in report["cohorts"]:
+        note = f"  [{c['message']}]" if c["message"] else ""
+        lines.append(
+            f"  {c['cohort']} ({c['dataset']}, {c['tumor_type']}, "
+            f"{c['treatment_class']}): n = {c['n_responders']} R / "
+            f"{c['n_non_responders']} NR, r = {num(c['r'])} "
+            f"[{num(c['ci_low'])}, {num(c['ci_high'])}]{note}"
+        )
+    for p in report["pooled"].values():
+        lines.append(
+            f"Pooled {p['method']}: k = {p['k']}, r = {num(p['r'])} "
+            f"[{num(p['ci_low'])}, {num(p['ci_high'])}], p = {num(p['p'])}, "
+            f"tau2 = {num(p['tau2'])}, I2 = {num(p['i2'])}, prediction interval "
+            f"[{num(p['pi_low'])}, {num(p['pi_high'])}]"
+        )
+    lines.append(report["direction"])
+    lines += report["notes"]
+    return "\n".join(lines)
+
+
+def add_evidence(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evidence", help="NK vs response pooled across cohorts (as on /evidence)"
+    )
+    p.add_argument(
+        "--datasets", nargs="+", default=[], metavar="NAME",
+        help="datasets to pool (default: every dataset with an NK estimate and a "
+        "response)",
+    )  # fmt: skip
+    p.add_argument(
+        "--metric", default="nk_lymphocytes",
+        help="frac_nk | nk_lymphocytes | nk_over_nk_cd8 | log2_nk_cd8 | score_*",
+    )  # fmt: skip
+    p.add_argument(
+        "--response", default="objective", choices=list(BINARY_DEFINITIONS_CLI),
+        help="binary response definition (default: objective)",
+    )  # fmt: skip
+    for flag in ("--tumor-type", "--treatment"):
+        p.add_argument(
+            flag, nargs="+", action="extend", default=[], metavar="VALUE",
+            help="keep only these values in every dataset (case ignored)",
+        )  # fmt: skip
+    p.add_argument("--timepoint", default="pre", choices=["pre", "on", "post"])
+    p.add_argument(
+        "--multiverse", action="store_true",
+        help="also pool every estimator x denominator x definition x timepoint",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print JSON (see README)")
+    p.set_defaults(func=cmd_evidence)
+
+
+#: binary response definitions (analysis.meta.BINARY_DEFINITIONS, without importing
+#: pandas when the parser is built)
+BINARY_DEFINITIONS_CLI = ("objective", "benefit", "reported")
+
+
 # ----------------------------------------------------------------------------- main
 
 #: Each entry adds one sub-command to the parser.
@@ -747,6 +864,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_export,
     add_mechanism,
     add_de,
+    add_evidence,
 ]
 
 

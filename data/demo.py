@@ -668,6 +668,10 @@ def write_demo(
                     f" Its UMAP was computed on {umap_subsample:,} seeded cells; "
                     "the others are placed by their nearest neighbours in PCA space."
                 )
+        if n_patients is None:  # issue 17: eight patient-level cohorts to pool
+            from data.demo_evidence import extend_demo
+
+            cohort, meta = extend_demo(cohort, meta, seed=seed)
         (tmp / schema.DATASET_JSON).write_text(json.dumps(meta, indent=2) + "\n")
         cohort.to_csv(tmp / schema.COHORT_CSV, index=False)
         if n_cells > 0:

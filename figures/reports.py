@@ -19,6 +19,8 @@ PAGE_BUILDERS: dict[str, str] = {
     "cd8-states": "figures.cd8:cd8_panels",
     "mechanism": "figures.mechanism:mechanism_panels",
     "compare": "figures.de:de_panels",
+    # issue 17: pooled NK vs response across datasets (state carries "datasets")
+    "evidence": "figures.evidence:evidence_panels",
 }
 
 

@@ -45,7 +45,8 @@ def test_dataset_table_lists_every_dataset(page, tmp_path):
     (data_dir / "broken" / "dataset.json").write_text("{not json")
     text = _texts(page.dataset_table(data_dir))
     assert "Synthetic ICB demo cohort" in text and "synthetic" in text
-    assert "480 patients" in text and "36,000 cells" in text
+    # 480 patients of SYN-A/B/C + 460 patient-level ones of the evidence cohorts
+    assert "940 patients" in text and "36,000 cells" in text
     assert "Test bundle" in text and "8 patients \\u00b7 12 samples" in text
     assert "/?dataset=small" in text and "/?dataset=demo" in text
     assert "cannot be loaded" in text and "not valid JSON" in text

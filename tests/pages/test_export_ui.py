@@ -222,7 +222,7 @@ def test_click_export_receives_png_then_export_all_zip(dash_duo, demo_bundle):
     import app
 
     dash_duo.start_server(app.app, port=free_port())
-    dash_duo.wait_for_text_to_equal("#overview-patients", "480", timeout=30)
+    dash_duo.wait_for_text_to_equal("#overview-patients", "940", timeout=30)
     driver = dash_duo.driver
     opener = _dash_id(page="overview", panel="composition", type="export-open")
     driver.find_element(By.XPATH, opener).click()
