@@ -80,3 +80,20 @@ def test_adjusted_model_matches_sklearn():
         "score_CD8_T_cells_MCPcounter"
     )  # fmt: skip
     assert covariate_for("nk_lymphocytes", ["frac_cd8"]) == "frac_cd8"
+
+
+def test_export_all_builds_the_evidence_panels(demo_dir):
+    from data.view import cohort_view
+    from figures.reports import PAGE_BUILDERS, build_panels
+
+    assert "evidence" in PAGE_BUILDERS
+    view = cohort_view({"dataset": "demo"}, data_dir=DATA_DIR, default_dataset="demo")
+    panels = build_panels("evidence", view, {"datasets": "demo", "metric": "frac_nk"})
+    assert [p.key for p in panels] == [
+        "evidence-forest", "evidence-loo", "evidence-funnel", "evidence-adjusted",
+        "evidence-multiverse",
+    ]  # fmt: skip
+    forest = panels[0]
+    assert len(forest.table) == 11 and {"r", "ci_low", "auc"} <= set(forest.table)
+    assert forest.provenance["pooled"]["reml_hk"]["k"] == 11
+    assert len(panels[-1].table) >= 100
