@@ -96,8 +96,11 @@ def write_long_names_bundle(data_dir: Path) -> Path:
         progress=lambda _msg: None,
     )
     cohort = pd.read_csv(path / "cohort.csv")
-    cohort["tumor_type"] = cohort["tumor_type"].map(LONG_TUMOR_TYPES)
-    assert cohort["tumor_type"].notna().all()
+    # tumor types added to the demo later get a long name of the same shape
+    cohort["tumor_type"] = cohort["tumor_type"].map(
+        lambda t: LONG_TUMOR_TYPES.get(t, f"{t}, advanced/metastatic, any therapy line")
+    )
+    assert (cohort["tumor_type"].str.len() >= 40).all()
     cohort.to_csv(path / "cohort.csv", index=False)
     return path
 
@@ -117,8 +120,10 @@ def long_names_view(data_dir: Path):
         {"dataset": "longnames"}, data_dir=data_dir, default_dataset="longnames"
     )
     samples = view.samples.copy()
-    samples["treatment"] = samples["treatment"].map(LONG_TREATMENTS)
-    assert samples["treatment"].notna().all()
+    samples["treatment"] = samples["treatment"].map(
+        lambda t: LONG_TREATMENTS.get(t, f"{t} (any checkpoint regimen, any schedule)")
+    )
+    assert (samples["treatment"].str.len() >= 40).all()
     return replace(view, samples=samples)
 
 
