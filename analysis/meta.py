@@ -49,11 +49,17 @@ from analysis.response import DEFINITIONS, RESPONDER, assign_response
 EGGER_MIN_K = 10
 
 #: Treatment -> class for the subgroup test and the forest grouping.
+#: Every checkpoint class of ``data.schema.TREATMENTS`` has one (a test checks).
 TREATMENT_CLASSES = {
     "anti-PD-1": "PD-1/PD-L1",
     "anti-PD-L1": "PD-1/PD-L1",
+    "anti-PD-(L)1": "PD-1/PD-L1",  # pooled PD-1/PD-L1 arms of published tables
     "anti-CTLA-4": "CTLA-4",
     "anti-PD-1 + anti-CTLA-4": "combination",
+    "anti-PD-L1 + anti-CTLA-4": "combination",
+    "anti-PD-(L)1 + anti-CTLA-4": "combination",
+    "ICB, unspecified": "ICB, unspecified",
+    "ICB + other agent": "ICB + other agent",
 }
 #: Response definitions with two groups (a per-cohort r needs two).
 BINARY_DEFINITIONS = tuple(k for k, d in DEFINITIONS.items() if d.binary)

@@ -245,3 +245,15 @@ def test_subgroup_q_between_by_hand():
     assert test.q_between == pytest.approx(q)
     assert test.p == pytest.approx(stats.chi2.sf(q, 1))
     assert test.df == 1
+
+
+def test_every_checkpoint_treatment_has_a_class():
+    """Imports map pooled labels (PD-1/PD-L1, IO+combo) to schema treatments; each
+    must fall in a named class, not 'other' (which reads as non-checkpoint)."""
+    from analysis.meta import TREATMENT_CLASSES, treatment_class
+    from data import schema
+
+    assert set(schema.TREATMENTS) - {"other"} == set(TREATMENT_CLASSES)
+    assert treatment_class(["anti-PD-(L)1"]) == "PD-1/PD-L1"
+    assert treatment_class(["anti-PD-1", "anti-PD-(L)1"]) == "PD-1/PD-L1"
+    assert treatment_class(["anti-PD-1", "anti-CTLA-4"]) == "mixed"
