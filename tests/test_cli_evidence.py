@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 
 import cli
+import cli_analyses
 from analysis.meta import BINARY_DEFINITIONS
 from tests.conftest import DATA_DIR, REALDATA
 
@@ -24,7 +25,7 @@ def run(capsys, *argv: str, data_dir: Path = DATA_DIR) -> tuple[int, str, str]:
 
 
 def test_cli_response_choices_are_the_binary_definitions():
-    assert set(cli.BINARY_DEFINITIONS_CLI) == set(BINARY_DEFINITIONS)
+    assert set(cli_analyses.BINARY_DEFINITIONS_CLI) == set(BINARY_DEFINITIONS)
 
 
 def test_evidence_json_keys_on_the_demo(demo_dir, capsys):
