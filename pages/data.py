@@ -541,7 +541,7 @@ def _report_view(report, cohort) -> html.Div:
     State(SET_TUMOR, "value"),
     State(SET_TREATMENT, "value"),
     State(NAME, "value"),
-    State(VALUES, "rowData"),
+    State(VALUES, "virtualRowData"),
     prevent_initial_call=True,
 )
 def check_upload(_n, store_data, mapping_values, tumor, treatment, name, rows=None):
@@ -567,7 +567,7 @@ def check_upload(_n, store_data, mapping_values, tumor, treatment, name, rows=No
     State(TITLE, "value"),
     State(LICENSE, "value"),
     State(REPLACE, "value"),
-    State(VALUES, "rowData"),
+    State(VALUES, "virtualRowData"),
     prevent_initial_call=True,
 )
 def save_upload(

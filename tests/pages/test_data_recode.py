@@ -64,3 +64,49 @@ def test_value_table_lists_unknown_values_and_its_codes_are_applied(page):
     cohort = load_bundle(data_dir / "s3").cohort
     assert cohort["recist"].fillna("").tolist() == ["PD", "", "NE", "PR"]
     assert cohort["treatment"].tolist()[:2] == ["anti-PD-(L)1"] * 2
+
+
+@pytest.mark.browser
+def test_value_table_edits_recode_in_the_browser(dash_duo, tmp_path, demo_bundle):
+    import time
+
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    import app
+    from tests.conftest import free_port
+
+    path = tmp_path / "s3.csv"
+    path.write_text(TABLE)
+    dash_duo.start_server(app.app, port=free_port())
+    dash_duo.driver.get(dash_duo.server_url + "/data")
+    dash_duo.wait_for_contains_text("#data-datasets", "demo", timeout=30)
+    dash_duo.find_element("#data-upload input[type=file]").send_keys(str(path))
+    dash_duo.find_element("#data-set-tumor_type")  # form shown
+    dash_duo.wait_for_contains_text("#data-values", "unknown: give a code", timeout=30)
+
+    def set_code(value: str, code: str) -> None:
+        rows = dash_duo.driver.find_elements("css selector", "#data-values .ag-row")
+        row = next(r for r in rows if f"\n{value}\n" in f"\n{r.text}\n")
+        cell = row.find_element("css selector", "[col-id=code]")
+        dash_duo.driver.execute_script(
+            "arguments[0].scrollIntoView({block: 'center'});", cell
+        )
+        ActionChains(dash_duo.driver).move_to_element(cell).click().perform()
+        editor = dash_duo.driver.switch_to.active_element
+        editor.send_keys(Keys.CONTROL, "a")
+        editor.send_keys(Keys.BACKSPACE, code, Keys.ENTER)
+
+    set_code("mixed", "")
+    set_code("Only scanned at baseline", "NE")
+    # the grid sends its rowData to the server after the edit: let it arrive
+    dash_duo.wait_for_element("#data-values .ag-row [col-id=code]")
+    time.sleep(1.0)
+    button = dash_duo.find_element("#data-check")
+    dash_duo.driver.execute_script(
+        "arguments[0].scrollIntoView(); arguments[0].click();", button
+    )
+    dash_duo.wait_for_contains_text("#data-report", "Valid: 4 samples", timeout=30)
+    report = dash_duo.find_element("#data-report").text
+    assert "`Only scanned at baseline` -> `NE`" in report
+    assert "`mixed` -> missing" in report
