@@ -12,6 +12,7 @@ import json
 import pytest
 
 from bench.de_bench import recovery
+from data.demo_de import LOG2FC_RANGE
 from data.view import cohort_view
 from tests.conftest import DATA_DIR
 
@@ -37,7 +38,9 @@ def test_pseudobulk_recovers_simulated_genes_cells_do_not(demo_truth, key):
         assert out["cell_level_false_positives"] >= 10 * max(
             out["pseudobulk_false_positives"], 1
         )
-    # null genes the pseudobulk test does call differ by a small shift only: in the
-    # paired gate comparison 48 pairs resolve the ~0.07 log2 normalization offset
-    # that the gate-defining marker genes (mostly lower in gate+ cells) leave
-    assert out["pseudobulk_false_positive_max_abs_log2fc"] < 0.5
+    # null genes the pseudobulk test does call differ by a normalization offset
+    # (the gate-defining markers and the response-linked program genes of the
+    # mechanism simulation pull the size factors), never by as much as the smallest
+    # simulated true effect: an effect-size cut-off separates them
+    smallest_true = LOG2FC_RANGE[0]
+    assert out["pseudobulk_false_positive_max_abs_log2fc"] < smallest_true
