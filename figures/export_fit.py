@@ -237,7 +237,8 @@ def _header(fig: dict, panel: Panel, size: ExportSize) -> float:
             small = "<sup>" in part
             plain = re.sub(r"</?sup>", "", part)
             scale = 0.8 if small else 1.15
-            for line in wrap_px(plain, font * scale, room):
+            # bold glyphs are about a tenth wider than the regular ones measured
+            for line in wrap_px(plain, font * scale * (1.0 if small else 1.12), room):
                 lines.append(f"<sup>{line}</sup>" if small else f"<b>{line}</b>")
         layout["title"] = {"text": ""}
         # sup lines are drawn smaller but spaced like the others: size by the font
@@ -270,8 +271,10 @@ def _move_legend(fig: dict, size: ExportSize) -> float:
     ]  # fmt: skip
     if inside or not shown or layout.get("showlegend") is False:
         return 0.0
-    font = size.font_px * 0.9
-    room = max(60.0, size.width * 0.45 - LEGEND_TEXT_INDENT_PX)
+    narrow = size.width < 800
+    font = size.font_px * (0.85 if narrow else 0.9)
+    # a column figure has room for one legend item per row; a slide for two
+    room = max(60.0, size.width * (0.8 if narrow else 0.45) - 40)
     for trace in fig.get("data", []):
         name = trace.get("name")
         if isinstance(name, str) and trace.get("legend", "legend") == "legend":
@@ -400,7 +403,8 @@ def _category_axes(fig: dict, size: ExportSize) -> None:
         spacing = length / len(labels)
         widest = max(text_width(lab, tick_font) for lab in labels)
         axis["tickfont"] = {**(axis.get("tickfont") or {}), "size": round(tick_font, 2)}
-        if widest <= spacing * 0.9:
+        # the plot is narrower than margins alone say (colour bars, long y labels)
+        if widest <= spacing * 0.6:
             axis["tickangle"] = 0
             continue
         axis["tickangle"] = -90
@@ -445,11 +449,23 @@ def _category_y_axes(fig: dict, size: ExportSize) -> None:
                         labels.append(v)
         if len(labels) < 2 or axis.get("tickvals"):
             continue
-        room = size.width * 0.3
-        if max(text_width(lab, font) for lab in labels) > room:
+        domain = axis.get("domain") or [0, 1]
+        spacing = (size.height * 0.55) * (domain[1] - domain[0]) / len(labels)
+        room, tick_font = size.width * 0.3, font
+        for _ in range(6):
+            wrapped = [wrap_px(lab, tick_font, room) for lab in labels]
+            tallest = max(len(w) for w in wrapped) * tick_font * LINE
+            if tallest <= spacing * 0.9 or tick_font <= font * 0.7:
+                break
+            room, tick_font = min(size.width * 0.4, room * 1.15), tick_font * 0.93
+        if len(wrapped[0]) > 1 or any(len(w) > 1 for w in wrapped) or tick_font < font:
             axis["tickmode"] = "array"
             axis["tickvals"] = labels
-            axis["ticktext"] = ["<br>".join(wrap_px(lab, font, room)) for lab in labels]
+            axis["ticktext"] = ["<br>".join(w) for w in wrapped]
+            axis["tickfont"] = {
+                **(axis.get("tickfont") or {}),
+                "size": round(tick_font, 2),
+            }
 
 
 def _right_annotations(fig: dict, size: ExportSize) -> None:
@@ -464,13 +480,14 @@ def _right_annotations(fig: dict, size: ExportSize) -> None:
         widest = max(widest, max(text_width(line, font) for line in lines))
     if widest:
         margin = layout.setdefault("margin", {})
-        margin["r"] = max(float(margin.get("r", 0)), min(widest + 8, size.width * 0.4))
-        if widest + 8 > size.width * 0.4:
+        most = size.width * (0.3 if size.width < 800 else 0.4)
+        margin["r"] = max(float(margin.get("r", 0)), min(widest + 8, most))
+        if widest + 8 > most:
             for ann in layout["annotations"]:
                 if ann.get("xref") == "paper" and float(ann.get("x", 0)) >= 1:
                     font = float((ann.get("font") or {}).get("size") or size.font_px)
                     ann["text"] = "<br>".join(
-                        wrap_px(ann.get("text", ""), font, size.width * 0.4 - 10)
+                        wrap_px(ann.get("text", ""), font, most - 10)
                     )
 
 
@@ -584,7 +601,10 @@ def layout_panel(panel: Panel, size: ExportSize) -> dict:
     layout["meta"] = {**(layout.get("meta") or {}), "icb_reserved_px": reserved}
     margin = layout.setdefault("margin", {})
     # the header band is reserved by plotly; the margin holds what sits above plots
-    margin["t"] = round(above + size.font_px * 0.5, 1)
+    # annotations above the plots do not take part in plotly's margin reservation
+    margin["t"] = round(
+        (header_h + above + size.font_px) if above else size.font_px * 0.5, 1
+    )
     return fig
 
 
@@ -592,13 +612,14 @@ def with_caption(fig: dict, text_lines: list[str], size: ExportSize) -> dict:
     """``fig`` with the caption footnote as a band at the canvas bottom."""
     fig = copy.deepcopy(fig)
     fig["data"] = list(fig.get("data", []))
-    font = max(6.0, size.font_px * 0.75)
+    font = max(5 * 96 / 72, size.font_px * 0.75)  # 5 pt at the least
     room = _band_room(fig["layout"], size)
     lines = [line for text in text_lines for line in wrap_px(text, font, room)]
     reserved = float((fig["layout"].get("meta") or {}).get("icb_reserved_px") or 0)
-    # the plot keeps at least 40% of the height; a longer footnote ends with a
+    # the plot keeps about half of the height; a longer footnote ends with a
     # pointer to the full provenance, which every exported file carries
-    most = max(2, int((size.height * 0.6 - reserved) / (font * LINE)) - 1)
+    room_px = min(size.height * 0.22, size.height * 0.45 - reserved)
+    most = max(2, int(room_px / (font * LINE)) - 1)
     if len(lines) > most:
         lines = [
             *lines[: most - 1],
