@@ -110,6 +110,9 @@ def _band_axes(fig: dict) -> tuple[str, str]:
     layout = fig["layout"]
     for axis in ("xaxis99", "yaxis99"):
         layout.setdefault(axis, {"visible": False, "fixedrange": True})
+    # the hidden axes form a subplot drawn over the figure's own: its background
+    # must not cover the data (the paper is white, so the plots look the same)
+    layout["plot_bgcolor"] = "rgba(0,0,0,0)"
     return "x99", "y99"
 
 
@@ -590,6 +593,11 @@ def layout_panel(panel: Panel, size: ExportSize) -> dict:
     if has_table:
         _fit_table(fig, size, header_h)
         return fig
+    for trace in fig["data"]:  # axes set by no layout key still get adapted
+        if trace.get("type") in (None, "scatter", "scattergl", "bar", "box"):
+            for letter in ("x", "y"):
+                ref = trace.get(f"{letter}axis") or letter
+                layout.setdefault(f"{letter}axis{ref[1:]}", {})
     legend_h = _move_legend(fig, size)
     _category_axes(fig, size)
     _category_y_axes(fig, size)

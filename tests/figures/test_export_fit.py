@@ -124,6 +124,8 @@ def test_caption_band_sits_under_the_legend_not_over_it(demo_panels):
     # the figure's legend moved up by the footnote's height
     assert captioned["layout"]["legend"]["y"] > 0.05
     assert "Dataset: demo." in _band(captioned, CAPTION_LEGEND)
+    # the bands' hidden subplot lies over the figure's: it must not hide the data
+    assert captioned["layout"]["plot_bgcolor"] == "rgba(0,0,0,0)"
 
 
 def test_48_patient_labels_rotate_and_thin_out_in_a_column(demo_panels):
