@@ -318,58 +318,77 @@ def _move_legend(fig: dict, size: ExportSize) -> float:
     return height + 10
 
 
-def _wrapped_height(rows: list[list[str]], widths: list[float], font: float) -> float:
-    """Height of table rows whose cells wrap to their column widths."""
-    pad = font * 0.5
-    total = 0.0
-    for row in rows:
-        n = max(
-            len(wrap_px(str(cell), font, max(10.0, w)))
-            for cell, w in zip(row, widths, strict=False)
-        )
-        total += n * font * LINE + 2 * pad
-    return total
-
-
 def _fit_table(fig: dict, size: ExportSize, header_h: float) -> None:
-    """Every row of every table fits: row heights follow the font, the font shrinks."""
+    """A table drawn as a grid of text that fits every row.
+
+    Plotly's table pads each cell by 8 px and scrolls what does not fit, so a column
+    figure showed 4 of 8 rows; here the font shrinks (to 5 px at the least) until
+    every wrapped row fits the canvas under the header band, and the cells are drawn
+    as annotations with rules between the rows.
+    """
     layout = fig["layout"]
-    layout.setdefault("margin", {}).update(l=4, r=4, b=4, t=4)
-    avail = size.height - header_h - 24
-    width = size.width - 8
-    for trace in fig.get("data", []):
-        if trace.get("type") != "table":
-            continue
-        cells, header = trace.setdefault("cells", {}), trace.setdefault("header", {})
-        columns = [list(c) for c in cells.get("values") or []]
-        # bold is the header font's weight: a tag split over two lines breaks
-        heads = [re.sub(r"</?b>", "", str(v)) for v in header.get("values") or []]
-        weights = list(trace.get("columnwidth") or [1] * len(columns))
-        body = [list(r) for r in zip(*columns, strict=False)]
-        font = size.font_px
-        while True:
-            widths = [width * w / sum(weights) - font for w in weights]
-            needed = _wrapped_height([heads], widths, font) + _wrapped_height(
-                body, widths, font
-            )
-            if needed <= avail or font <= 5:
-                break
-            font *= 0.92
-        pad = font * 0.5
-        # plotly grows a row with its lines; the minimum is one line and padding
-        for part in (cells, header):
-            part["height"] = round(font * LINE + 2 * pad, 1)
-            part["font"] = {**(part.get("font") or {}), "size": round(font, 2)}
-        header["font"]["weight"] = "bold"
-        cells["values"] = [
-            ["<br>".join(wrap_px(str(v), font, max(10.0, w))) for v in column]
-            for column, w in zip(columns, widths, strict=False)
+    table = next(t for t in fig["data"] if t.get("type") == "table")
+    cells, header = table.get("cells") or {}, table.get("header") or {}
+    columns = [[str(v) for v in c] for c in cells.get("values") or []]
+    heads = [re.sub(r"</?b>", "", str(v)) for v in header.get("values") or []]
+    weights = list(table.get("columnwidth") or [1] * len(columns))
+    body = [list(r) for r in zip(*columns, strict=False)]
+    rows = [heads, *body] if heads else body
+    margin = {"l": 4.0, "r": 4.0, "t": 4.0, "b": 4.0}
+    # slack for the header band's own estimate
+    avail = size.height - header_h - margin["t"] - margin["b"] - 10
+    width = size.width - margin["l"] - margin["r"]
+    font = size.font_px
+    while True:
+        pad = font * 0.35
+        widths = [width * w / sum(weights) - 2 * pad for w in weights]
+        wrapped = [
+            [
+                wrap_px(cell, font, max(10.0, w))
+                for cell, w in zip(row, widths, strict=False)
+            ]
+            for row in rows
         ]
-        header["values"] = [
-            "<br>".join(wrap_px(v, font, max(10.0, w)))
-            for v, w in zip(heads, widths, strict=False)
-        ]
-        trace["domain"] = {"x": [0, 1], "y": [0, 1]}
+        heights = [max(len(c) for c in row) * font * LINE + 2 * pad for row in wrapped]
+        if sum(heights) <= avail or font <= 5:
+            break
+        font *= 0.93
+    plot_h = size.height - header_h - margin["t"] - margin["b"]
+    lefts = [sum(weights[:i]) / sum(weights) for i in range(len(weights))]
+    annotations, shapes, top = [], [], 0.0
+    fills = cells.get("fill_color") or cells.get("fill", {}).get("color")
+    first_fill = None
+    if isinstance(fills, list) and fills and isinstance(fills[0], list):
+        first_fill = fills[0][0]
+    for i, (row, height) in enumerate(zip(wrapped, heights, strict=True)):
+        is_head = bool(heads) and i == 0
+        y0, y1 = 1 - (top + height) / plot_h, 1 - top / plot_h
+        fill = "#f2f2f2" if is_head else (first_fill if i == int(bool(heads)) else None)
+        if fill and fill != "white":
+            shapes.append(
+                {"type": "rect", "xref": "paper", "yref": "paper", "x0": 0, "x1": 1,
+                 "y0": y0, "y1": y1, "fillcolor": fill, "line": {"width": 0},
+                 "layer": "below"}
+            )  # fmt: skip
+        shapes.append(
+            {"type": "line", "xref": "paper", "yref": "paper", "x0": 0, "x1": 1,
+             "y0": y0, "y1": y0, "line": {"color": "#999", "width": 0.5}}
+        )  # fmt: skip
+        for lines, left in zip(row, lefts, strict=False):
+            text = "<br>".join(escape_text(line) for line in lines)
+            annotations.append(
+                {"text": f"<b>{text}</b>" if is_head else text, "xref": "paper",
+                 "yref": "paper", "x": left, "xshift": pad, "y": y1, "yshift": -pad,
+                 "xanchor": "left", "yanchor": "top", "align": "left",
+                 "showarrow": False, "font": {"size": round(font, 2)}}
+            )  # fmt: skip
+        top += height
+    fig["data"] = [t for t in fig["data"] if t is not table]
+    layout["annotations"] = [*(layout.get("annotations") or []), *annotations]
+    layout["shapes"] = [*(layout.get("shapes") or []), *shapes]
+    layout["margin"] = margin
+    for axis in ("xaxis", "yaxis"):
+        layout[axis] = {"visible": False, "range": [0, 1], "fixedrange": True}
 
 
 def _category_axes(fig: dict, size: ExportSize) -> None:
@@ -588,8 +607,8 @@ def layout_panel(panel: Panel, size: ExportSize) -> dict:
     fig = restyle(panel.figure, size)
     fig["data"] = list(fig.get("data", []))
     layout = fig["layout"]
-    header_h = _header(fig, panel, size)
     has_table = any(t.get("type") == "table" for t in fig["data"])
+    header_h = _header(fig, panel, size)
     if has_table:
         _fit_table(fig, size, header_h)
         return fig
