@@ -421,7 +421,17 @@ def _category_axes(fig: dict, size: ExportSize) -> None:
         tick_font = float((axis.get("tickfont") or {}).get("size") or font)
         tick_font = min(tick_font, font)
         domain = axis.get("domain") or [0, 1]
-        length = _plot_width(layout, size) * (domain[1] - domain[0])
+        y_labels = [
+            str(t)
+            for k, a in layout.items()
+            if re.fullmatch(r"yaxis\d*", k) and isinstance(a, dict)
+            for t in a.get("ticktext") or []
+        ]
+        y_room = max(
+            (text_width(line, font) for t in y_labels for line in t.split("<br>")),
+            default=0.0,
+        )
+        length = (_plot_width(layout, size) - y_room) * (domain[1] - domain[0])
         spacing = length / len(labels)
         widest = max(text_width(lab, tick_font) for lab in labels)
         axis["tickfont"] = {**(axis.get("tickfont") or {}), "size": round(tick_font, 2)}
@@ -430,7 +440,7 @@ def _category_axes(fig: dict, size: ExportSize) -> None:
             axis["tickangle"] = 0
             continue
         axis["tickangle"] = -90
-        limit = size.height * 0.22
+        limit = size.height * 0.3
         if widest > limit:
             order = axis.get("categoryarray") or labels
             axis["tickmode"] = "array"
@@ -438,7 +448,8 @@ def _category_axes(fig: dict, size: ExportSize) -> None:
             axis["ticktext"] = [
                 "<br>".join(wrap_px(str(v), tick_font, limit)) for v in order
             ]
-        step = math.ceil(tick_font * LINE * 1.6 / max(spacing, 1e-6))
+        thickness = max(_lines(str(t)) for t in axis.get("ticktext") or labels)
+        step = math.ceil(thickness * tick_font * LINE * 1.25 / max(spacing, 1e-6))
         if step > 1:
             order = list(axis.get("categoryarray") or labels)
             axis["tickmode"] = "array"
@@ -618,8 +629,8 @@ def layout_panel(panel: Panel, size: ExportSize) -> dict:
                 ref = trace.get(f"{letter}axis") or letter
                 layout.setdefault(f"{letter}axis{ref[1:]}", {})
     legend_h = _move_legend(fig, size)
-    _category_axes(fig, size)
     _category_y_axes(fig, size)
+    _category_axes(fig, size)
     _right_annotations(fig, size)
     above = _subplot_titles(fig, size)
     reserved = header_h + legend_h + above
