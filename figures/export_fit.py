@@ -110,6 +110,9 @@ def _band_axes(fig: dict) -> tuple[str, str]:
     layout = fig["layout"]
     for axis in ("xaxis99", "yaxis99"):
         layout.setdefault(axis, {"visible": False, "fixedrange": True})
+    # the hidden axes form a subplot drawn over the figure's own: its background
+    # must not cover the data (the paper is white, so the plots look the same)
+    layout["plot_bgcolor"] = "rgba(0,0,0,0)"
     return "x99", "y99"
 
 
@@ -237,7 +240,8 @@ def _header(fig: dict, panel: Panel, size: ExportSize) -> float:
             small = "<sup>" in part
             plain = re.sub(r"</?sup>", "", part)
             scale = 0.8 if small else 1.15
-            for line in wrap_px(plain, font * scale, room):
+            # bold glyphs are about a tenth wider than the regular ones measured
+            for line in wrap_px(plain, font * scale * (1.0 if small else 1.12), room):
                 lines.append(f"<sup>{line}</sup>" if small else f"<b>{line}</b>")
         layout["title"] = {"text": ""}
         # sup lines are drawn smaller but spaced like the others: size by the font
@@ -270,8 +274,10 @@ def _move_legend(fig: dict, size: ExportSize) -> float:
     ]  # fmt: skip
     if inside or not shown or layout.get("showlegend") is False:
         return 0.0
-    font = size.font_px * 0.9
-    room = max(60.0, size.width * 0.45 - LEGEND_TEXT_INDENT_PX)
+    narrow = size.width < 800
+    font = size.font_px * (0.85 if narrow else 0.9)
+    # a column figure has room for one legend item per row; a slide for two
+    room = max(60.0, size.width * (0.8 if narrow else 0.45) - 40)
     for trace in fig.get("data", []):
         name = trace.get("name")
         if isinstance(name, str) and trace.get("legend", "legend") == "legend":
@@ -312,58 +318,77 @@ def _move_legend(fig: dict, size: ExportSize) -> float:
     return height + 10
 
 
-def _wrapped_height(rows: list[list[str]], widths: list[float], font: float) -> float:
-    """Height of table rows whose cells wrap to their column widths."""
-    pad = font * 0.5
-    total = 0.0
-    for row in rows:
-        n = max(
-            len(wrap_px(str(cell), font, max(10.0, w)))
-            for cell, w in zip(row, widths, strict=False)
-        )
-        total += n * font * LINE + 2 * pad
-    return total
-
-
 def _fit_table(fig: dict, size: ExportSize, header_h: float) -> None:
-    """Every row of every table fits: row heights follow the font, the font shrinks."""
+    """A table drawn as a grid of text that fits every row.
+
+    Plotly's table pads each cell by 8 px and scrolls what does not fit, so a column
+    figure showed 4 of 8 rows; here the font shrinks (to 5 px at the least) until
+    every wrapped row fits the canvas under the header band, and the cells are drawn
+    as annotations with rules between the rows.
+    """
     layout = fig["layout"]
-    layout.setdefault("margin", {}).update(l=4, r=4, b=4, t=4)
-    avail = size.height - header_h - 24
-    width = size.width - 8
-    for trace in fig.get("data", []):
-        if trace.get("type") != "table":
-            continue
-        cells, header = trace.setdefault("cells", {}), trace.setdefault("header", {})
-        columns = [list(c) for c in cells.get("values") or []]
-        # bold is the header font's weight: a tag split over two lines breaks
-        heads = [re.sub(r"</?b>", "", str(v)) for v in header.get("values") or []]
-        weights = list(trace.get("columnwidth") or [1] * len(columns))
-        body = [list(r) for r in zip(*columns, strict=False)]
-        font = size.font_px
-        while True:
-            widths = [width * w / sum(weights) - font for w in weights]
-            needed = _wrapped_height([heads], widths, font) + _wrapped_height(
-                body, widths, font
-            )
-            if needed <= avail or font <= 5:
-                break
-            font *= 0.92
-        pad = font * 0.5
-        # plotly grows a row with its lines; the minimum is one line and padding
-        for part in (cells, header):
-            part["height"] = round(font * LINE + 2 * pad, 1)
-            part["font"] = {**(part.get("font") or {}), "size": round(font, 2)}
-        header["font"]["weight"] = "bold"
-        cells["values"] = [
-            ["<br>".join(wrap_px(str(v), font, max(10.0, w))) for v in column]
-            for column, w in zip(columns, widths, strict=False)
+    table = next(t for t in fig["data"] if t.get("type") == "table")
+    cells, header = table.get("cells") or {}, table.get("header") or {}
+    columns = [[str(v) for v in c] for c in cells.get("values") or []]
+    heads = [re.sub(r"</?b>", "", str(v)) for v in header.get("values") or []]
+    weights = list(table.get("columnwidth") or [1] * len(columns))
+    body = [list(r) for r in zip(*columns, strict=False)]
+    rows = [heads, *body] if heads else body
+    margin = {"l": 4.0, "r": 4.0, "t": 4.0, "b": 4.0}
+    # slack for the header band's own estimate
+    avail = size.height - header_h - margin["t"] - margin["b"] - 10
+    width = size.width - margin["l"] - margin["r"]
+    font = size.font_px
+    while True:
+        pad = font * 0.35
+        widths = [width * w / sum(weights) - 2 * pad for w in weights]
+        wrapped = [
+            [
+                wrap_px(cell, font, max(10.0, w))
+                for cell, w in zip(row, widths, strict=False)
+            ]
+            for row in rows
         ]
-        header["values"] = [
-            "<br>".join(wrap_px(v, font, max(10.0, w)))
-            for v, w in zip(heads, widths, strict=False)
-        ]
-        trace["domain"] = {"x": [0, 1], "y": [0, 1]}
+        heights = [max(len(c) for c in row) * font * LINE + 2 * pad for row in wrapped]
+        if sum(heights) <= avail or font <= 5:
+            break
+        font *= 0.93
+    plot_h = size.height - header_h - margin["t"] - margin["b"]
+    lefts = [sum(weights[:i]) / sum(weights) for i in range(len(weights))]
+    annotations, shapes, top = [], [], 0.0
+    fills = cells.get("fill_color") or cells.get("fill", {}).get("color")
+    first_fill = None
+    if isinstance(fills, list) and fills and isinstance(fills[0], list):
+        first_fill = fills[0][0]
+    for i, (row, height) in enumerate(zip(wrapped, heights, strict=True)):
+        is_head = bool(heads) and i == 0
+        y0, y1 = 1 - (top + height) / plot_h, 1 - top / plot_h
+        fill = "#f2f2f2" if is_head else (first_fill if i == int(bool(heads)) else None)
+        if fill and fill != "white":
+            shapes.append(
+                {"type": "rect", "xref": "paper", "yref": "paper", "x0": 0, "x1": 1,
+                 "y0": y0, "y1": y1, "fillcolor": fill, "line": {"width": 0},
+                 "layer": "below"}
+            )  # fmt: skip
+        shapes.append(
+            {"type": "line", "xref": "paper", "yref": "paper", "x0": 0, "x1": 1,
+             "y0": y0, "y1": y0, "line": {"color": "#999", "width": 0.5}}
+        )  # fmt: skip
+        for lines, left in zip(row, lefts, strict=False):
+            text = "<br>".join(escape_text(line) for line in lines)
+            annotations.append(
+                {"text": f"<b>{text}</b>" if is_head else text, "xref": "paper",
+                 "yref": "paper", "x": left, "xshift": pad, "y": y1, "yshift": -pad,
+                 "xanchor": "left", "yanchor": "top", "align": "left",
+                 "showarrow": False, "font": {"size": round(font, 2)}}
+            )  # fmt: skip
+        top += height
+    fig["data"] = [t for t in fig["data"] if t is not table]
+    layout["annotations"] = [*(layout.get("annotations") or []), *annotations]
+    layout["shapes"] = [*(layout.get("shapes") or []), *shapes]
+    layout["margin"] = margin
+    for axis in ("xaxis", "yaxis"):
+        layout[axis] = {"visible": False, "range": [0, 1], "fixedrange": True}
 
 
 def _category_axes(fig: dict, size: ExportSize) -> None:
@@ -396,15 +421,26 @@ def _category_axes(fig: dict, size: ExportSize) -> None:
         tick_font = float((axis.get("tickfont") or {}).get("size") or font)
         tick_font = min(tick_font, font)
         domain = axis.get("domain") or [0, 1]
-        length = _plot_width(layout, size) * (domain[1] - domain[0])
+        y_labels = [
+            str(t)
+            for k, a in layout.items()
+            if re.fullmatch(r"yaxis\d*", k) and isinstance(a, dict)
+            for t in a.get("ticktext") or []
+        ]
+        y_room = max(
+            (text_width(line, font) for t in y_labels for line in t.split("<br>")),
+            default=0.0,
+        )
+        length = (_plot_width(layout, size) - y_room) * (domain[1] - domain[0])
         spacing = length / len(labels)
         widest = max(text_width(lab, tick_font) for lab in labels)
         axis["tickfont"] = {**(axis.get("tickfont") or {}), "size": round(tick_font, 2)}
-        if widest <= spacing * 0.9:
+        # the plot is narrower than margins alone say (colour bars, long y labels)
+        if widest <= spacing * 0.6:
             axis["tickangle"] = 0
             continue
         axis["tickangle"] = -90
-        limit = size.height * 0.22
+        limit = size.height * 0.3
         if widest > limit:
             order = axis.get("categoryarray") or labels
             axis["tickmode"] = "array"
@@ -412,7 +448,8 @@ def _category_axes(fig: dict, size: ExportSize) -> None:
             axis["ticktext"] = [
                 "<br>".join(wrap_px(str(v), tick_font, limit)) for v in order
             ]
-        step = math.ceil(tick_font * LINE * 1.6 / max(spacing, 1e-6))
+        thickness = max(_lines(str(t)) for t in axis.get("ticktext") or labels)
+        step = math.ceil(thickness * tick_font * LINE * 1.25 / max(spacing, 1e-6))
         if step > 1:
             order = list(axis.get("categoryarray") or labels)
             axis["tickmode"] = "array"
@@ -445,11 +482,23 @@ def _category_y_axes(fig: dict, size: ExportSize) -> None:
                         labels.append(v)
         if len(labels) < 2 or axis.get("tickvals"):
             continue
-        room = size.width * 0.3
-        if max(text_width(lab, font) for lab in labels) > room:
+        domain = axis.get("domain") or [0, 1]
+        spacing = (size.height * 0.55) * (domain[1] - domain[0]) / len(labels)
+        room, tick_font = size.width * 0.3, font
+        for _ in range(6):
+            wrapped = [wrap_px(lab, tick_font, room) for lab in labels]
+            tallest = max(len(w) for w in wrapped) * tick_font * LINE
+            if tallest <= spacing * 0.9 or tick_font <= font * 0.7:
+                break
+            room, tick_font = min(size.width * 0.4, room * 1.15), tick_font * 0.93
+        if len(wrapped[0]) > 1 or any(len(w) > 1 for w in wrapped) or tick_font < font:
             axis["tickmode"] = "array"
             axis["tickvals"] = labels
-            axis["ticktext"] = ["<br>".join(wrap_px(lab, font, room)) for lab in labels]
+            axis["ticktext"] = ["<br>".join(w) for w in wrapped]
+            axis["tickfont"] = {
+                **(axis.get("tickfont") or {}),
+                "size": round(tick_font, 2),
+            }
 
 
 def _right_annotations(fig: dict, size: ExportSize) -> None:
@@ -464,13 +513,14 @@ def _right_annotations(fig: dict, size: ExportSize) -> None:
         widest = max(widest, max(text_width(line, font) for line in lines))
     if widest:
         margin = layout.setdefault("margin", {})
-        margin["r"] = max(float(margin.get("r", 0)), min(widest + 8, size.width * 0.4))
-        if widest + 8 > size.width * 0.4:
+        most = size.width * (0.3 if size.width < 800 else 0.4)
+        margin["r"] = max(float(margin.get("r", 0)), min(widest + 8, most))
+        if widest + 8 > most:
             for ann in layout["annotations"]:
                 if ann.get("xref") == "paper" and float(ann.get("x", 0)) >= 1:
                     font = float((ann.get("font") or {}).get("size") or size.font_px)
                     ann["text"] = "<br>".join(
-                        wrap_px(ann.get("text", ""), font, size.width * 0.4 - 10)
+                        wrap_px(ann.get("text", ""), font, most - 10)
                     )
 
 
@@ -568,14 +618,19 @@ def layout_panel(panel: Panel, size: ExportSize) -> dict:
     fig = restyle(panel.figure, size)
     fig["data"] = list(fig.get("data", []))
     layout = fig["layout"]
-    header_h = _header(fig, panel, size)
     has_table = any(t.get("type") == "table" for t in fig["data"])
+    header_h = _header(fig, panel, size)
     if has_table:
         _fit_table(fig, size, header_h)
         return fig
+    for trace in fig["data"]:  # axes set by no layout key still get adapted
+        if trace.get("type") in (None, "scatter", "scattergl", "bar", "box"):
+            for letter in ("x", "y"):
+                ref = trace.get(f"{letter}axis") or letter
+                layout.setdefault(f"{letter}axis{ref[1:]}", {})
     legend_h = _move_legend(fig, size)
-    _category_axes(fig, size)
     _category_y_axes(fig, size)
+    _category_axes(fig, size)
     _right_annotations(fig, size)
     above = _subplot_titles(fig, size)
     reserved = header_h + legend_h + above
@@ -584,7 +639,10 @@ def layout_panel(panel: Panel, size: ExportSize) -> dict:
     layout["meta"] = {**(layout.get("meta") or {}), "icb_reserved_px": reserved}
     margin = layout.setdefault("margin", {})
     # the header band is reserved by plotly; the margin holds what sits above plots
-    margin["t"] = round(above + size.font_px * 0.5, 1)
+    # annotations above the plots do not take part in plotly's margin reservation
+    margin["t"] = round(
+        (header_h + above + size.font_px) if above else size.font_px * 0.5, 1
+    )
     return fig
 
 
@@ -592,13 +650,14 @@ def with_caption(fig: dict, text_lines: list[str], size: ExportSize) -> dict:
     """``fig`` with the caption footnote as a band at the canvas bottom."""
     fig = copy.deepcopy(fig)
     fig["data"] = list(fig.get("data", []))
-    font = max(6.0, size.font_px * 0.75)
+    font = max(5 * 96 / 72, size.font_px * 0.75)  # 5 pt at the least
     room = _band_room(fig["layout"], size)
     lines = [line for text in text_lines for line in wrap_px(text, font, room)]
     reserved = float((fig["layout"].get("meta") or {}).get("icb_reserved_px") or 0)
-    # the plot keeps at least 40% of the height; a longer footnote ends with a
+    # the plot keeps about half of the height; a longer footnote ends with a
     # pointer to the full provenance, which every exported file carries
-    most = max(2, int((size.height * 0.6 - reserved) / (font * LINE)) - 1)
+    room_px = min(size.height * 0.22, size.height * 0.45 - reserved)
+    most = max(2, int(room_px / (font * LINE)) - 1)
     if len(lines) > most:
         lines = [
             *lines[: most - 1],
