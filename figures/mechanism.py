@@ -433,7 +433,12 @@ def chain_heatmap(result: dict) -> tuple[go.Figure, str]:
     nk_rows = matrix[(matrix["x"] == "nk") & (matrix["y"] != "nk")]
     caption = (
         "; ".join(
-            f"NK vs {r.y_label}: rho = {r.rho:.2f}"
+            f"NK vs {r.y_label}: "
+            + (
+                f"rho = {r.rho:.2f}"
+                if pd.notna(r.rho)
+                else f"not estimable ({r.n} patients, or a value is constant)"
+            )
             + (
                 f", partial rho = {r.partial_rho:.2f}"
                 if pd.notna(r.partial_rho)
