@@ -247,6 +247,9 @@ def nk_scatter(result: dict) -> tuple[go.Figure, str]:
         f"{_label(result, k)}: {_corr_text(result['programs'][k]['vs_nk'])}; "
         f"{result['programs'][k]['vs_nk'].get('direction', '')}."
         for k in keys
+    ) + (
+        " 95% CI: Fisher z with the Bonett-Wright standard error; p: t approximation "
+        "(scipy); with few patients the two can disagree near p = 0.05."
     )
     return fig, caption
 
