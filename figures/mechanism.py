@@ -247,6 +247,9 @@ def nk_scatter(result: dict) -> tuple[go.Figure, str]:
         f"{_label(result, k)}: {_corr_text(result['programs'][k]['vs_nk'])}; "
         f"{result['programs'][k]['vs_nk'].get('direction', '')}."
         for k in keys
+    ) + (
+        " 95% CI: Fisher z with the Bonett-Wright standard error; p: t approximation "
+        "(scipy); with few patients the two can disagree near p = 0.05."
     )
     return fig, caption
 
@@ -433,7 +436,12 @@ def chain_heatmap(result: dict) -> tuple[go.Figure, str]:
     nk_rows = matrix[(matrix["x"] == "nk") & (matrix["y"] != "nk")]
     caption = (
         "; ".join(
-            f"NK vs {r.y_label}: rho = {r.rho:.2f}"
+            f"NK vs {r.y_label}: "
+            + (
+                f"rho = {r.rho:.2f}"
+                if pd.notna(r.rho)
+                else f"not estimable ({r.n} patients, or a value is constant)"
+            )
             + (
                 f", partial rho = {r.partial_rho:.2f}"
                 if pd.notna(r.partial_rho)

@@ -96,3 +96,12 @@ def test_gene_correlations_sorted_by_strength():
     out = gene_correlations(genes, target, top=2)
     assert list(out["gene"]) == ["STRONG", "MID"]
     assert out.loc[0, "rho"] == pytest.approx(sps.spearmanr(genes.STRONG, target)[0])
+
+
+def test_spearman_with_ties_equals_scipy():
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 4, 30).astype(float)
+    y = x + rng.integers(0, 3, 30)
+    c = spearman(x, y)
+    rho, p = sps.spearmanr(x, y)
+    assert c.rho == pytest.approx(rho, abs=1e-12) and c.p == pytest.approx(p, rel=1e-9)

@@ -280,3 +280,28 @@ def test_bulk_cohort_gets_the_chain_per_patient(tmp_path, monkeypatch, page):
     assert not any(
         m.key.startswith("score_program_") for m in available_metrics(cohort)
     )
+
+
+@pytest.mark.parametrize(
+    "flt, state",
+    [
+        ({"response": ["CR", "PR"]}, {}),  # one response group
+        ({"timepoint": ["on"]}, {}),  # no CD8 cells (cells are pre-treatment)
+        ({"cohort": ["SYN-C"], "tumor_type": ["RCC"]}, {"gate": "CD69.gt.99"}),
+        ({}, {"definition": "recist", "program": "ra"}),
+    ],
+)
+def test_edge_views_never_crash_or_print_nan(demo_dir, flt, state):
+    from data.view import cohort_view
+    from figures.reports import build_panels
+    from tests.conftest import DATA_DIR
+    from tests.figures.test_text_hygiene import SLIPS, _texts
+
+    view = cohort_view({"dataset": "demo", **flt}, data_dir=DATA_DIR,
+                       default_dataset="demo")  # fmt: skip
+    panels = build_panels("mechanism", view, state)
+    assert len(panels) == 5
+    for panel in panels:
+        for text in _texts(panel):
+            for slip, pattern in SLIPS.items():
+                assert not pattern.search(text), (panel.key, slip, text[:200])
