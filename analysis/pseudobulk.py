@@ -429,9 +429,8 @@ def compare(
     dropped += unpaired
     kept = samples[keep].reset_index(drop=True)
     n_patients = {s: int((kept["set"] == s).sum()) for s in SET_LABELS}
-    n_cells = {
-        s: int(samples.loc[samples["set"] == s, "n_cells"].sum()) for s in SET_LABELS
-    }
+    # cells in the kept samples (those the test uses)
+    n_cells = {s: int(kept.loc[kept["set"] == s, "n_cells"].sum()) for s in SET_LABELS}
     if min(n_patients.values()) < 2:
         what = "pairs of samples" if paired else "patients"
         raise DEError(

@@ -152,6 +152,7 @@ def test_small_samples_dropped_and_counted(tmp_path):
     # its pair in set B cannot be paired any more: dropped too, counted
     assert "paired design" in reasons[("C|P0", "B")]
     assert result.n_patients == {"A": 7, "B": 7}
+    assert result.n_cells == {"A": 7 * 15, "B": 7 * 15}  # kept samples only
 
 
 def test_too_few_patients_is_a_clear_error(tmp_path):
