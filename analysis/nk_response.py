@@ -642,12 +642,8 @@ def analyze_nk_response(
             **base,
         )
     if resolved.deconvolution == "p05":
-        reliable = samples[schema.CIBERSORT_P].astype(float) < 0.05
-        notes.append(
-            f"Deconvolution p < 0.05: {int(reliable.sum())} of {len(samples)} "
-            "samples kept (CIBERSORT p-value)."
-        )
-        samples = samples[reliable]
+        samples, note = deconvolution_samples(samples, resolved.deconvolution)
+        notes.append(note)
         base["notes"] = tuple(notes)
     tp = resolved.nk_timepoint
     at_tp = patient_metric(samples, metric.key, timepoint=tp)
@@ -743,6 +739,25 @@ def analyze_nk_response(
         paired=paired_pre_on(samples, metric.key, definition),
         **base,
     )
+
+
+def deconvolution_samples(
+    samples: pd.DataFrame, choice: str
+) -> tuple[pd.DataFrame, str]:
+    """The samples a deconvolution choice keeps, and a note saying how many.
+
+    ``choice`` is a key of :data:`DECONVOLUTION`: ``all`` keeps every sample (note
+    ``""``), ``p05`` those with CIBERSORT p < 0.05. The NK page and the exported
+    patient table use this one function, so they keep the same samples.
+    """
+    if choice != "p05":
+        return samples, ""
+    reliable = samples[schema.CIBERSORT_P].astype(float) < 0.05
+    note = (
+        f"Deconvolution p < 0.05: {int(reliable.sum())} of {len(samples)} "
+        "samples kept (CIBERSORT p-value)."
+    )
+    return samples[reliable], note
 
 
 def has_cibersort_p(samples: pd.DataFrame) -> bool:

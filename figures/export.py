@@ -427,7 +427,7 @@ def patient_metrics_table(
     """
     from analysis.cohort import patient_table
     from analysis.nk_metrics import get_metric, patient_metric
-    from analysis.nk_response import resolve_state
+    from analysis.nk_response import deconvolution_samples, resolve_state
     from analysis.response import DEFINITIONS, assign_response
     from figures.reports import PAGE_BUILDERS, build_panels
 
@@ -442,14 +442,14 @@ def patient_metrics_table(
     if table.empty:
         return table
     state, _notes = resolve_state(view.samples, pages.get("nk-response"))
+    # the NK page's deconvolution choice keeps the same samples here
+    samples, kept = deconvolution_samples(view.samples, state.deconvolution)
     definition = DEFINITIONS[state.definition]
     table["response_definition"] = definition.label
     table["response_group"] = assign_response(table, state.definition).astype(object)
     if state.metric:
-        metric = get_metric(view.samples, state.metric)
-        values = patient_metric(
-            view.samples, state.metric, timepoint=state.nk_timepoint
-        )
+        metric = get_metric(samples, state.metric)
+        values = patient_metric(samples, state.metric, timepoint=state.nk_timepoint)
         values = values[[*keys, "value", "n_samples"]].rename(
             columns={
                 "value": f"nk_metric_{state.nk_timepoint}",
@@ -458,6 +458,8 @@ def patient_metrics_table(
         )
         table = table.merge(values, on=keys, how="left")
         table["nk_metric"] = metric.label
+        if kept:
+            table["nk_samples_used"] = kept
     if "cd8-states" in PAGE_BUILDERS:
         panels = build_panels("cd8-states", view, pages.get("cd8-states") or {})
         gate = next((p for p in panels if p.key == "gate-box"), None)

@@ -22,7 +22,7 @@ from components import export_menu
 from components.common import figure_card
 from data.filters import CohortFilter
 from figures import export, export_render
-from tests.conftest import free_port
+from tests.conftest import DATA_DIR, free_port
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -297,7 +297,6 @@ def test_every_export_menu_names_a_panel_its_builder_makes(module, demo_bundle):
 
     from data.view import cohort_view
     from figures.reports import build_panels
-    from tests.conftest import DATA_DIR
 
     try:
         page_module = importlib.import_module(f"pages.{module}")
@@ -341,3 +340,34 @@ def test_missing_chromium_shows_the_install_hint_in_the_menu(monkeypatch, tmp_pa
     assert data is dash.no_update
     text = str(status.children)
     assert "no-chromium" in text and "apt-get install chromium" in text
+
+
+def test_patient_metrics_table_keeps_the_nk_pages_deconvolution_samples(demo_bundle):
+    """With 'deconvolution p < 0.05' chosen on the NK page, the exported patient
+    table's NK values come from the same samples as the page's figures."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from analysis.nk_metrics import patient_metric
+    from data import schema
+    from data.view import cohort_view
+
+    view = cohort_view({"dataset": "demo"}, data_dir=DATA_DIR, default_dataset="demo")
+    rng = np.random.default_rng(0)
+    samples = view.samples.assign(
+        **{schema.CIBERSORT_P: rng.uniform(0, 0.1, len(view.samples))}
+    )
+    view = replace(view, samples=samples)
+    state = {"metric": "frac_nk", "nk_timepoint": "pre", "deconvolution": "p05"}
+    table = export.patient_metrics_table(view, {"nk-response": state})
+    reliable = samples[samples[schema.CIBERSORT_P] < 0.05]
+    expected = patient_metric(reliable, "frac_nk", timepoint="pre").set_index(
+        ["cohort", "patient_id"]
+    )["value"]
+    got = table.set_index(["cohort", "patient_id"])["nk_metric_pre"]
+    assert got.dropna().sort_index().equals(expected.dropna().sort_index())
+    assert table["nk_samples_used"].iloc[0].startswith("Deconvolution p < 0.05")
+    # every sample kept: the values of all samples (the check can fail)
+    everything = patient_metric(samples, "frac_nk", timepoint="pre")
+    assert everything["value"].notna().sum() > got.notna().sum()
