@@ -434,7 +434,8 @@ def add_stats(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--metric",
         default=None,
-        help="frac_nk | nk_lymphocytes | nk_over_nk_cd8 | log2_nk_cd8 | score_* "
+        help="frac_nk | nk_lymphocytes | nk_over_nk_cd8 | log2_nk_cd8 | "
+        "log2_nk_cd8_pseudo (when some NK or CD8 is 0) | score_* "
         "(default: nk_lymphocytes when available)",
     )
     p.add_argument(
