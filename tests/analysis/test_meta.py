@@ -84,8 +84,8 @@ def test_reml_hartung_knapp_matches_metafor_bcg_example():
     # metafor: rma(yi, vi, data=dat.bcg log RR, method="REML", test="knha").
     # REML tau^2 = 0.3132, estimate -0.7145 (metafor documentation of rma.uni);
     # with test="knha": se 0.1808, t(12) = -3.9522, p = 0.0019, CI -1.1084 to
-    # -0.3206. The knha figures are as metafor prints them, recalled rather than
-    # re-read; they follow from the REML fit by mu +/- t(0.975, 12) * se_HK.
+    # -0.3206, as printed in metafor's worked example of `rma(yi, vi, data=dat,
+    # test="knha")` on dat.bcg (re-read 2026-12-01 in a public copy of that output).
     y, v = bcg_log_rr()
     hk = meta.pool_reml_hk(y, v)
     assert hk.tau2 == pytest.approx(0.3132, abs=1e-4)
