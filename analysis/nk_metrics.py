@@ -231,7 +231,10 @@ def split_cutoffs(values: pd.Series, *, method: str = "median") -> tuple[float, 
     if method == "median":
         return (float(values.median()),)
     if method == "tertile":
-        low, high = values.quantile([1 / 3, 2 / 3])
+        # numpy's linear interpolation lands exactly on a value when (n - 1) x q
+        # is a whole number (n = 940: q2 is the 627th value); pandas' lerp was off
+        # by one ulp there, which put the patient AT the cut-off above it
+        low, high = np.quantile(values.to_numpy(), [1 / 3, 2 / 3])
         return (float(low), float(high))
     raise ValueError(f"split method must be 'median' or 'tertile', not {method!r}")
 
