@@ -69,7 +69,19 @@ def test_filter_options_ordered(bundle_factory):
 def test_filter_options_sort_categories_ignoring_case(demo_bundle):
     # plain sorted() gave HNSCC, NSCLC, RCC, melanoma, urothelial
     options = filter_options(demo_bundle.cohort)
-    assert options["tumor_type"] == ["HNSCC", "melanoma", "NSCLC", "RCC", "urothelial"]
+    assert options["tumor_type"] == [
+        "breast (TNBC)",
+        "cervical",
+        "CRC (MSI-high)",
+        "cSCC",
+        "gastric",
+        "HCC",
+        "HNSCC",
+        "melanoma",
+        "NSCLC",
+        "RCC",
+        "urothelial",
+    ]
 
 
 def test_sort_categories_is_case_insensitive_and_stable():
