@@ -32,6 +32,9 @@ from figures.export_settings import PRESETS, ExportSize
 from figures.export_stats import stats_line
 from figures.panel import Panel
 
+#: ``meta`` of the invisible traces that carry a band's text in a legend
+BAND_TRACE = "icb-layout-band"
+
 #: legend names (plotly ids) used for the header and the caption bands
 HEADER_LEGEND = "legend2"
 CAPTION_LEGEND = "legend3"
@@ -171,6 +174,8 @@ def add_text_band(
             "hoverinfo": "skip",
             "xaxis": xaxis,
             "yaxis": yaxis,
+            # not data: the many-points sampler must not give it a share
+            "meta": BAND_TRACE,
         }
     )
     pad = max(2.0, font_px * 0.3)

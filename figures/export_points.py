@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from figures.export_fit import BAND_TRACE
 from figures.export_layout import trace_array
 
 # ------------------------------------------------------------------- many points
@@ -29,6 +30,8 @@ def _marker_traces(fig: dict) -> list[dict]:
         if t.get("type", "scatter") in ("scatter", "scattergl")
         and "markers" in str(t.get("mode", "markers"))
         and trace_array(t.get("x")) is not None
+        # the layout's text bands ride on invisible one-point traces
+        and t.get("meta") != BAND_TRACE
     ]
 
 
