@@ -281,10 +281,11 @@ def _mw_text(t: dict) -> str:
 
 
 def _mw_short(t: dict) -> str:
-    """The test in a subplot title: the figure title already names Mann-Whitney."""
+    """The test in a subplot title: the figure title names Mann-Whitney, the
+    caption carries U."""
     if t.get("message"):
         return t["message"]
-    return f"U = {t['u']:g}, {format_p(t['p'])}, r = {t['r']:.2f}"
+    return f"{format_p(t['p'])}, r = {t['r']:.2f}"
 
 
 def _initials(group: str) -> str:
