@@ -293,6 +293,10 @@ def _initials(group: str) -> str:
     return "".join(w[0].upper() for w in re.split(r"[\s-]+", group) if w)
 
 
+def _n_in(table: pd.DataFrame, group: str, column: str) -> int:
+    return int(table.loc[table["group"] == group, column].notna().sum())
+
+
 def _boxes(
     result: dict,
     columns: list[tuple[str, str, dict]],
@@ -303,8 +307,9 @@ def _boxes(
 ):
     """Box + points per response group, one subplot per (column, subtitle, test).
 
-    Ticks carry the group's initials and n (two short lines, so they stay upright
-    in a column-sized export); the legend spells the groups out.
+    Ticks carry the group's initials (short, so they stay upright in a
+    column-sized export), the subplot title n per group; the legend spells the
+    groups out.
     """
     table = pd.DataFrame(result["table"])
     pos, neg = result["groups"]["responders"], result["groups"]["non_responders"]
@@ -312,10 +317,18 @@ def _boxes(
     grid = _Grid(
         rows,
         n_cols,
-        [f"{sub}<br><sup>{_mw_short(t)}</sup>" for _, sub, t in columns],
+        [
+            f"{sub}<br><sup>{_mw_short(t)}</sup><br><sup>n = "
+            + " / ".join(
+                f"{_n_in(table, group, column)} {_initials(group)}"
+                for group in (pos, neg)
+            )
+            + "</sup>"
+            for column, sub, t in columns
+        ],
         hspace=0.06,
         # the lower row's titles sit under the upper row's two-line tick labels
-        vspace=0.3 if rows > 1 else 0.15,
+        vspace=0.38 if rows > 1 else 0.15,
     )
     for i, (column, _, _test) in enumerate(columns):
         row, col = divmod(i, n_cols)
@@ -327,7 +340,7 @@ def _boxes(
                 row,
                 col,
                 y=values,
-                x=[f"{_initials(group)}<br>n={len(values)}"] * len(values),
+                x=[_initials(group)] * len(values),
                 name=f"{group} ({_initials(group)})",
                 legendgroup=group,
                 showlegend=i == 0,
