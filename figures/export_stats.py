@@ -143,6 +143,11 @@ def _mw(test: Mapping, *, with_n: bool = True) -> str:
     return f"{effect} ({groups})" if with_n else effect
 
 
+#: program names as the mechanism page's subplots print them
+SHORT_PROGRAMS = {"ifna": "IFN-alpha", "il2": "IL-2/STAT5", "ra": "RA targets",
+                  "ifng": "IFN-gamma"}  # fmt: skip
+
+
 def _mechanism_stats(key: str, stats: Mapping) -> str:
     """Compact statistic of a mechanism panel for the program the page shows."""
     programs = stats.get("programs") or {}
@@ -166,9 +171,10 @@ def _mechanism_stats(key: str, stats: Mapping) -> str:
     if key == "mech-gate" and _ok((one.get("gate_pos") or {}).get("p")):
         pos, neg = one["gate_pos"], one.get("gate_neg") or {}
         groups = ", ".join(f"{g} n={n}" for g, n in (pos.get("n") or {}).items())
+        # short: a column figure of eight subplots has little height to spare
         return (
-            f"Mann-Whitney U by response, {label}: gate+ {_mw(pos, with_n=False)}; "
-            f"gate- {_mw(neg, with_n=False)}; {groups}"
+            f"Mann-Whitney, {SHORT_PROGRAMS.get(program, label)}: gate+ "
+            f"{_mw(pos, with_n=False)}; gate- {_mw(neg, with_n=False)}; {groups}"
         )
     genes = stats.get("genes") or {}
     rows = genes.get("rows") or []

@@ -54,9 +54,10 @@ KNOWN_TIGHT: dict[tuple[str, str], str] = {
     ("overview", "single"): _SINGLE_ORIGINAL,
     ("nk-response", "single"): _SINGLE_ORIGINAL,
     ("cd8-states", "single"): _SINGLE_ORIGINAL,
-    ("mechanism", "single"): "89 x 67 mm: mech-nk and mech-gate (four box/scatter "
-    "subplots side by side, wrapped subplot titles, header and legend) leave no plot "
-    "height and plotly fails with 'axis scaling' (issue 13)",
+    ("mechanism", "single"): "89 x 67 mm: mech-nk and mech-gate (four subplots side "
+    "by side; their titles wrap to 8+ lines in 70 px) and mech-response with the "
+    "caption leave no plot height and plotly fails with 'axis scaling'; "
+    "mech-response, mech-matrix and mech-genes have overlapping labels (issue 13)",
     ("compare", "single"): "89 x 67 mm: volcano gene labels still meet each other "
     "and the heatmap's gene/sample labels overlap with the caption band (issue 13)",
     ("evidence", "single"): "89 x 67 mm: the forest plot (row labels and estimates "
