@@ -45,6 +45,15 @@ def _pooled_text(p: meta.Pooled) -> str:
     )
 
 
+#: a row label longer than this is cut (tumor types of 40+ characters, mixed
+#: cohorts listing several): the labels sit left of the plot on one line each
+LABEL_CHARS = 42
+
+
+def _cut(label: str) -> str:
+    return label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1] + "…"
+
+
 def _layout(fig: go.Figure, title: str, n_rows: int, *, right: int = 250) -> None:
     fig.update_layout(
         title=top_title(title),
@@ -63,12 +72,12 @@ def forest_figure(result: meta.EvidenceResult, *, group_by: str = "tumor_type"):
     for c in result.cohorts:
         groups.setdefault(getattr(c, group_by), []).append(c)
     for name, members in sorted(groups.items()):
-        rows.append({"label": f"<b>{name}</b>", "kind": "header"})
+        rows.append({"label": f"<b>{_cut(name)}</b>", "kind": "header"})
         for c in members:
             n = f"n={c.n_responders} R / {c.n_non_responders} NR"
             rows.append(
                 {
-                    "label": f"{c.label}, {n}",
+                    "label": f"{_cut(c.label)}, {n}",
                     "kind": "cohort" if c.usable else "unused",
                     "x": c.r,
                     "lo": c.ci_low,

@@ -31,7 +31,8 @@ def _ok(value: object) -> bool:
 
 
 def _plain(text: str) -> str:
-    return re.sub(r"<[^>]+>", "", text).strip()
+    # only real tags: a statistic may read "p < 0.05"
+    return re.sub(r"</?[a-zA-Z][^>]*>", "", text).strip()
 
 
 def title_stat_lines(title: str) -> list[str]:
@@ -130,6 +131,109 @@ def _cd8_stats(key: str, prov: Mapping) -> str:
     return ""
 
 
+def _ci(low: object, high: object) -> str:
+    return f" (95% CI {_num(low)} to {_num(high)})" if _ok(low) and _ok(high) else ""
+
+
+def _mw(test: Mapping, *, with_n: bool = True) -> str:
+    if not _ok(test.get("p")):
+        return str(test.get("message") or "not tested")
+    groups = ", ".join(f"{g} n={n}" for g, n in (test.get("n") or {}).items())
+    effect = f"{format_p(test['p'])}, r = {_num(test['r'])}"
+    return f"{effect} ({groups})" if with_n else effect
+
+
+#: program names as the mechanism page's subplots print them
+SHORT_PROGRAMS = {"ifna": "IFN-alpha", "il2": "IL-2/STAT5", "ra": "RA targets",
+                  "ifng": "IFN-gamma"}  # fmt: skip
+
+
+def _mechanism_stats(key: str, stats: Mapping) -> str:
+    """Compact statistic of a mechanism panel for the program the page shows."""
+    programs = stats.get("programs") or {}
+    program = str((stats.get("state") or {}).get("program") or "")
+    if program not in programs:
+        program = next(iter(programs), "")
+    if not program:
+        return ""
+    label = ((stats.get("programs_info") or {}).get(program) or {}).get("label")
+    label = label or program
+    one = programs[program]
+    corr = one.get("vs_nk") or {}
+    if key in ("mech-nk", "mech-matrix") and _ok(corr.get("rho")):
+        return (
+            f"Spearman, {label} vs NK: rho = {_num(corr['rho'])}"
+            f"{_ci(corr.get('ci_low'), corr.get('ci_high'))}, "
+            f"{format_p(corr.get('p'))}, n = {corr.get('n')} patients"
+        )
+    if key == "mech-response" and _ok((one.get("by_response") or {}).get("p")):
+        return f"Mann-Whitney U, {label} by response: {_mw(one['by_response'])}"
+    if key == "mech-gate" and _ok((one.get("gate_pos") or {}).get("p")):
+        pos, neg = one["gate_pos"], one.get("gate_neg") or {}
+        groups = ", ".join(f"{g} n={n}" for g, n in (pos.get("n") or {}).items())
+        # short: a column figure of eight subplots has little height to spare
+        return (
+            f"Mann-Whitney, {SHORT_PROGRAMS.get(program, label)}: gate+ "
+            f"{_mw(pos, with_n=False)}; gate- {_mw(neg, with_n=False)}; {groups}"
+        )
+    genes = stats.get("genes") or {}
+    rows = genes.get("rows") or []
+    if key == "mech-genes" and rows and _ok(rows[0].get("rho")):
+        top = rows[0]
+        return (
+            f"Spearman per gene vs NK, n = {top.get('n')} patients, "
+            f"{genes.get('n_genes_tested')} genes tested; top: {top['gene']} rho = "
+            f"{_num(top['rho'])}{_ci(top.get('low'), top.get('high'))}, "
+            f"{format_p(top.get('p'))}"
+        )
+    return ""
+
+
+def _compare_stats(panel: Panel) -> str:
+    """Design, patients per group and genes at padj < 0.05 (the /compare page)."""
+    prov = panel.provenance or {}
+    if panel.key == "composition":
+        table = panel.table
+        if table is None or table.empty or "n_R" not in table:
+            return ""
+        # the method in short (the caption and metadata carry it in full)
+        return (
+            "CLR of state counts, Mann-Whitney U per state, BH; Responder "
+            f"n={int(table['n_R'].max())}, Non-responder n={int(table['n_NR'].max())}"
+        )
+    if panel.key not in ("volcano", "heatmap") or "n_patients_A" not in prov:
+        return ""
+    test = "PyDESeq2 Wald" if "PyDESeq2" in str(prov.get("test")) else "DE test"
+    line = (
+        f"Pseudobulk {test}, design {prov.get('design')}; n = "
+        f"{prov['n_patients_A']} (A) vs {prov.get('n_patients_B')} (B) patients"
+    )
+    table = panel.table
+    if panel.key == "volcano" and table is not None and "padj" in table:
+        hits = int((table["padj"] < 0.05).sum())
+        line += f"; {hits} of {len(table)} genes at BH padj < 0.05"
+    return line
+
+
+def _evidence_stats(panel: Panel) -> str:
+    """Pooled r with CI, p, I² and k (the /evidence page)."""
+    prov = panel.provenance or {}
+    if panel.key == "evidence-multiverse":
+        lines = re.split(r"<br\s*/?>", str(panel.figure.layout.title.text or ""))
+        found = [_plain(line) for line in lines if re.search(r"Of \d+ spec", line)]
+        return found[0] if found else ""
+    if panel.key == "evidence-adjusted":
+        return "; ".join(title_stat_lines(panel.figure.layout.title.text or ""))
+    pooled = (prov.get("pooled") or {}).get("reml_hk") or {}
+    if not _ok(pooled.get("r")):
+        return ""
+    return (
+        f"Pooled (REML, Hartung-Knapp) over k = {pooled.get('k')} cohorts: r = "
+        f"{_num(pooled['r'])}{_ci(pooled.get('ci_low'), pooled.get('ci_high'))}, "
+        f"{format_p(pooled.get('p'))}, I² = {100 * float(pooled.get('i2') or 0):.0f}%"
+    )
+
+
 def stats_line(panel: Panel) -> str:
     """The panel's key numbers (test, p, effect with CI, n per group) in one line.
 
@@ -144,7 +248,13 @@ def stats_line(panel: Panel) -> str:
     prov = panel.provenance or {}
     stats = prov.get("stats")
     line = ""
-    if isinstance(stats, Mapping):
+    if panel.key.startswith("mech-") and isinstance(stats, Mapping):
+        line = _mechanism_stats(panel.key, stats)
+    elif panel.key in ("volcano", "heatmap", "composition"):
+        line = _compare_stats(panel)
+    elif panel.key.startswith("evidence-"):
+        line = _evidence_stats(panel)
+    elif isinstance(stats, Mapping):
         line = _nk_stats(panel.key, stats)
     if not line:
         line = _cd8_stats(panel.key, prov)

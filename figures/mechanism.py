@@ -9,6 +9,8 @@ licence (CC BY 4.0 attribution) and the scoring rule.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -278,19 +280,55 @@ def _mw_text(t: dict) -> str:
     return f"Mann-Whitney U = {t['u']:g}, {format_p(t['p'])}, r = {t['r']:.2f}"
 
 
+def _mw_short(t: dict) -> str:
+    """The test in a subplot title: the figure title names Mann-Whitney, the
+    caption carries U."""
+    if t.get("message"):
+        return t["message"]
+    return f"{format_p(t['p'])}, r = {t['r']:.2f}"
+
+
+def _initials(group: str) -> str:
+    """``Non-responder`` -> ``NR``: a tick label that fits a narrow subplot."""
+    return "".join(w[0].upper() for w in re.split(r"[\s-]+", group) if w)
+
+
+def _n_in(table: pd.DataFrame, group: str, column: str) -> int:
+    return int(table.loc[table["group"] == group, column].notna().sum())
+
+
 def _boxes(
-    result: dict, columns: list[tuple[str, str, dict]], title: str, *, rows: int = 1
+    result: dict,
+    columns: list[tuple[str, str, dict]],
+    title: str,
+    *,
+    rows: int = 1,
+    row_titles: tuple[str, ...] = (),
 ):
-    """Box + points per response group, one subplot per (column, subtitle, test)."""
+    """Box + points per response group, one subplot per (column, subtitle, test).
+
+    Ticks carry the group's initials (short, so they stay upright in a
+    column-sized export), the subplot title n per group; the legend spells the
+    groups out.
+    """
     table = pd.DataFrame(result["table"])
     pos, neg = result["groups"]["responders"], result["groups"]["non_responders"]
     n_cols = -(-len(columns) // rows)
     grid = _Grid(
         rows,
         n_cols,
-        [f"{sub}<br><sup>{_mw_text(t)}</sup>" for _, sub, t in columns],
-        hspace=0.05,
-        vspace=0.2,
+        [
+            f"{sub}<br><sup>{_mw_short(t)}</sup><br><sup>n = "
+            + " / ".join(
+                f"{_n_in(table, group, column)} {_initials(group)}"
+                for group in (pos, neg)
+            )
+            + "</sup>"
+            for column, sub, t in columns
+        ],
+        hspace=0.06,
+        # the lower row's titles sit under the upper row's two-line tick labels
+        vspace=0.38 if rows > 1 else 0.15,
     )
     for i, (column, _, _test) in enumerate(columns):
         row, col = divmod(i, n_cols)
@@ -302,8 +340,8 @@ def _boxes(
                 row,
                 col,
                 y=values,
-                x=[f"{group}<br>n={len(values)}"] * len(values),
-                name=group,
+                x=[_initials(group)] * len(values),
+                name=f"{group} ({_initials(group)})",
                 legendgroup=group,
                 showlegend=i == 0,
                 boxpoints="all",
@@ -313,12 +351,16 @@ def _boxes(
                 line={"color": RESPONSE_COLORS.get(group, MISSING_COLOR)},
             )
     for row in range(1, rows + 1):
-        grid.axis("y", row, 1, title={"text": "score (patient mean)"})
+        label = "score (patient mean)"
+        if len(row_titles) >= row:
+            label = f"{row_titles[row - 1]}: {label}"
+        grid.axis("y", row, 1, title={"text": label})
     return grid.figure(
         title=top_title(title),
         margin={"t": top_margin(title, 110)},
         legend={"orientation": "h", "y": -0.2},
-        boxmode="group",
+        # one box per category (each group has its own tick): no side-by-side offset
+        boxmode="overlay",
     )
 
 
@@ -351,24 +393,24 @@ def gate_boxes(result: dict) -> tuple[go.Figure, str]:
         return empty_figure(gate["error"]), gate["error"]
     keys = list(result["programs"])
     columns = []
-    for side, word in (("gate_pos", "gate+"), ("gate_neg", "gate-")):
+    for side in ("gate_pos", "gate_neg"):
         for k in keys:
-            columns.append(
-                (
-                    f"{k}_{side}",
-                    f"{SHORT.get(k, k)}, {word} cells",
-                    result["programs"][k][side],
-                )
-            )
+            # the row says gate+ or gate-; a long name breaks before its bracket
+            name = SHORT.get(k, k).replace(" (", "<br>(")
+            columns.append((f"{k}_{side}", name, result["programs"][k][side]))
     title = titled(
         "Program score by response within gate+ and within gate- CD8 cells "
         "(per patient mean; Mann-Whitney)",
         f"gate: {gate['phenotype']}" + (f" - {gate['note']}" if gate["note"] else ""),
         "gate markers are not part of any program score, so this split is not circular",
     )
-    fig = _boxes(result, columns, title, rows=2)
+    fig = _boxes(
+        result, columns, title, rows=2, row_titles=("gate+ cells", "gate- cells")
+    )
     caption = " ".join(
-        f"{sub}: {_mw_text(t)}; {t['direction'] or ''}." for _, sub, t in columns
+        f"{sub.replace('<br>', ' ')}, {'gate+' if col.endswith('pos') else 'gate-'} "
+        f"cells: {_mw_text(t)}; {t['direction'] or ''}."
+        for col, sub, t in columns
     )
     return fig, caption
 
@@ -419,7 +461,7 @@ def chain_heatmap(result: dict) -> tuple[go.Figure, str]:
             zmax=1,
             colorscale="RdBu_r",
             showscale=col == 2,
-            colorbar={"title": "rho"},
+            colorbar={"title": {"text": "rho", "side": "right"}},
             hovertemplate="%{y} vs %{x}: %{z:.2f}<extra></extra>",
         )
         grid.axis("y", 1, col, autorange="reversed", showticklabels=col == 1)
