@@ -85,6 +85,28 @@ def wrap_px(text: str, font_px: float, width_px: float) -> list[str]:
     return lines
 
 
+def shorten_px(text: str, font_px: float, width_px: float) -> str:
+    """``text`` on one line no wider than ``width_px``, cut with an ellipsis."""
+    plain = re.sub(r"<br\s*/?>", " ", text)
+    if text_width(plain, font_px) <= width_px:
+        return plain
+    keep = len(plain)
+    while keep > 1 and text_width(plain[:keep].rstrip() + "…", font_px) > width_px:
+        keep -= 1
+    return plain[:keep].rstrip() + "…"
+
+
+def _note_shortened(layout: dict, full: list, shown: list) -> None:
+    """Record labels drawn shortened (``layout.meta.icb_shortened``: shown -> full),
+    so nothing cut on the figure is lost: the caption and provenance can name it."""
+    pairs = {
+        str(s): str(f) for f, s in zip(full, shown, strict=False) if str(f) != str(s)
+    }
+    if pairs:
+        meta = layout.setdefault("meta", {})
+        meta["icb_shortened"] = {**(meta.get("icb_shortened") or {}), **pairs}
+
+
 _NOT_A_TAG = re.compile(r"<(?!/?(b|i|sup|sub|br|span|em)\b)")
 _NOT_AN_ENTITY = re.compile(r"&(?!#?\w+;)")
 
@@ -440,21 +462,33 @@ def _category_axes(fig: dict, size: ExportSize) -> None:
             axis["tickangle"] = 0
             continue
         axis["tickangle"] = -90
-        limit = size.height * 0.3
+        # rotated labels take at most a quarter of a column figure's height
+        limit = size.height * (0.22 if size.width < 800 else 0.3)
         if widest > limit:
             order = axis.get("categoryarray") or labels
             axis["tickmode"] = "array"
             axis["tickvals"] = list(order)
-            axis["ticktext"] = [
-                "<br>".join(wrap_px(str(v), tick_font, limit)) for v in order
-            ]
+            if size.width < 800:
+                # a column figure has no height for wrapped rotated labels: one line
+                # each, cut with an ellipsis; the full names go into the metadata
+                axis["ticktext"] = [shorten_px(str(v), tick_font, limit) for v in order]
+                _note_shortened(layout, order, axis["ticktext"])
+            else:
+                axis["ticktext"] = [
+                    "<br>".join(wrap_px(str(v), tick_font, limit)) for v in order
+                ]
         thickness = max(_lines(str(t)) for t in axis.get("ticktext") or labels)
         step = math.ceil(thickness * tick_font * LINE * 1.25 / max(spacing, 1e-6))
         if step > 1:
             order = list(axis.get("categoryarray") or labels)
+            # thinned labels keep their wrapping (the tick text, not the raw value)
+            text = dict(
+                zip(axis.get("tickvals") or order, axis.get("ticktext") or order,
+                    strict=False)
+            )  # fmt: skip
             axis["tickmode"] = "array"
             axis["tickvals"] = order[::step]
-            axis["ticktext"] = [str(v) for v in order[::step]]
+            axis["ticktext"] = [str(text.get(v, v)) for v in order[::step]]
 
 
 def _category_y_axes(fig: dict, size: ExportSize) -> None:
