@@ -280,8 +280,29 @@ def _header(fig: dict, panel: Panel, size: ExportSize) -> float:
     )  # fmt: skip
 
 
+def _legend_rows(
+    names: list[str], font: float, room: float, width: float, entry: float | None
+) -> float:
+    """Height of a horizontal legend whose names wrap to ``room`` px."""
+    height, used, row_lines = 0.0, 0.0, 1
+    for name in names:
+        lines = wrap_px(name, font, room)
+        w = entry or max(text_width(line, font) for line in lines) + 40
+        if used and used + w > width:
+            height += row_lines * font * LINE + 4
+            used, row_lines = 0.0, 1
+        used += w
+        row_lines = max(row_lines, len(lines))
+    return height + row_lines * font * LINE + 4
+
+
 def _move_legend(fig: dict, size: ExportSize) -> float:
-    """The figure's legend below the plot, in its own band, names wrapped."""
+    """The figure's legend below the plot, in its own band, names wrapped.
+
+    On a column figure the band takes at most about a quarter of the height: the
+    font shrinks (to 5 pt) before the plot would be squeezed (a plot too flat fails
+    plotly's axis scaling).
+    """
     layout = fig["layout"]
     legend = layout.get("legend") or {}
     inside = (
@@ -297,17 +318,26 @@ def _move_legend(fig: dict, size: ExportSize) -> float:
     if inside or not shown or layout.get("showlegend") is False:
         return 0.0
     narrow = size.width < 800
+    names = [re.sub(r"<br\s*/?>", " ", t.get("name") or "") for t in shown]
+    title = legend.get("title") or {}
+    title_text = title.get("text") if isinstance(title, dict) else None
     font = size.font_px * (0.85 if narrow else 0.9)
     # a column figure has room for one legend item per row; a slide for two
-    room = max(60.0, size.width * (0.8 if narrow else 0.45) - 40)
-    for trace in fig.get("data", []):
-        name = trace.get("name")
-        if isinstance(name, str) and trace.get("legend", "legend") == "legend":
-            trace["name"] = "<br>".join(wrap_px(name, font, room))
-    title = legend.get("title") or {}
-    if isinstance(title, dict) and title.get("text"):
+    room, entry = max(60.0, size.width * (0.8 if narrow else 0.45) - 40), None
+    most = size.height * 0.27
+    smallest = 5 * 96 / 72
+    while narrow:
+        title_h = _lines(title_text or "") * font * LINE
+        if _legend_rows(names, font, room, size.width, entry) + title_h <= most:
+            break
+        if font <= smallest:
+            break
+        font = max(smallest, font * 0.92)
+    for trace, name in zip(shown, names, strict=True):
+        trace["name"] = "<br>".join(wrap_px(name, font, room))
+    if title_text:
         title = dict(title, side="top")
-        title["text"] = "<br>".join(wrap_px(title["text"], font, size.width - 8))
+        title["text"] = "<br>".join(wrap_px(title_text, font, size.width - 8))
     legend = {
         **legend,
         "orientation": "h",
@@ -320,22 +350,14 @@ def _move_legend(fig: dict, size: ExportSize) -> float:
         "title": title,
         "font": {**(legend.get("font") or {}), "size": round(font, 2)},
     }
+    if any(t.get("legendgroup") for t in shown):
+        # grouped items each start a row of their own in a horizontal legend
+        legend.update(traceorder="normal", tracegroupgap=0)
+    if entry:
+        legend.update(entrywidth=round(entry), entrywidthmode="pixels", itemwidth=30)
     layout["legend"] = legend
-    # rows of the horizontal legend: items side by side while they fit the width
-    widths = [
-        max(text_width(line, font) for line in re.split("<br>", t.get("name") or ""))
-        + 40 for t in shown
-    ]  # fmt: skip
-    rows, used, row_lines, height = 1, 0.0, 1, 0.0
-    for w, t in zip(widths, shown, strict=True):
-        lines = _lines(t.get("name") or "")
-        if used and used + w > size.width:
-            height += row_lines * font * LINE + 4
-            rows, used, row_lines = rows + 1, 0.0, 1
-        used += w
-        row_lines = max(row_lines, lines)
-    height += row_lines * font * LINE + 4
-    if isinstance(title, dict) and title.get("text"):
+    height = _legend_rows(names, font, room, size.width, entry)
+    if title_text:
         height += _lines(title["text"]) * font * LINE
     return height + 10
 
@@ -448,6 +470,15 @@ def _category_axes(fig: dict, size: ExportSize) -> None:
             for k, a in layout.items()
             if re.fullmatch(r"yaxis\d*", k) and isinstance(a, dict)
             for t in a.get("ticktext") or []
+        ]
+        # category y labels drawn from the trace values take room left of the plot
+        y_labels += [
+            str(v)
+            for trace in fig.get("data", [])
+            if trace.get("type") != "table"
+            and (ys := trace_array(trace.get("y"))) is not None
+            for v in dict.fromkeys(ys.tolist())
+            if isinstance(v, str)
         ]
         y_room = max(
             (text_width(line, font) for t in y_labels for line in t.split("<br>")),
@@ -611,8 +642,14 @@ def _n_columns(layout: dict) -> int:
 def _axis_titles(fig: dict, size: ExportSize, reserved: float = 0.0) -> None:
     """Long axis titles wrap to the axis length (``reserved``: px taken by bands)."""
     layout = fig["layout"]
-    for key, axis in layout.items():
-        if not re.fullmatch(r"[xy]axis\d*", key) or not isinstance(axis, dict):
+    y_lines = 0
+    keys = sorted(
+        (k for k in layout if re.fullmatch(r"[xy]axis\d*", k)),
+        key=lambda k: k.startswith("x"),
+    )
+    for key in keys:
+        axis = layout[key]
+        if not isinstance(axis, dict):
             continue
         title = axis.get("title")
         text = title.get("text") if isinstance(title, dict) else title
@@ -624,13 +661,17 @@ def _axis_titles(fig: dict, size: ExportSize, reserved: float = 0.0) -> None:
         )
         domain = axis.get("domain") or [0, 1]
         along = (
+            # the y title's lines and tick labels widen the left margin
             _plot_width(layout, size)
+            - (y_lines * font * LINE + 3 * font if y_lines else 0.0)
             if key.startswith("x")
             else max(40.0, size.height - reserved - 5 * size.font_px)
         )
         room = max(40.0, along * (domain[1] - domain[0]) * 0.95)
         plain = re.sub(r"<br\s*/?>", " ", text)
         wrapped = "<br>".join(wrap_px(plain, font, room))
+        if key.startswith("y"):
+            y_lines = max(y_lines, _lines(wrapped))
         axis["title"] = {**(title if isinstance(title, dict) else {}), "text": wrapped}
 
 
