@@ -566,6 +566,43 @@ def _category_y_axes(fig: dict, size: ExportSize) -> None:
             }
 
 
+def _fit_y_rows(fig: dict, size: ExportSize, reserved: float) -> float:
+    """Category y axes with many rows (forest plots): the tick font (and the row
+    annotations) shrink, to 5 pt at the least, until each row has its own line.
+
+    Returns the plot height in px the rows need, so the caption band can leave it.
+    """
+    layout = fig["layout"]
+    smallest = 5 * 96 / 72
+    need = 0.0
+    x_title = (layout.get("xaxis") or {}).get("title") or {}
+    x_lines = _lines(x_title.get("text", "") if isinstance(x_title, dict) else "")
+    plot_h = size.height - reserved - (x_lines + 2) * size.font_px * LINE - 10
+    for key, axis in list(layout.items()):
+        if not re.fullmatch(r"yaxis\d*", key) or not isinstance(axis, dict):
+            continue
+        rows = axis.get("tickvals") if axis.get("type") == "category" else None
+        if not rows or len(rows) < 8:
+            continue
+        domain = axis.get("domain") or [0, 1]
+        row_px = plot_h * (domain[1] - domain[0]) / len(rows)
+        font = float((axis.get("tickfont") or {}).get("size") or size.font_px)
+        fitted = max(smallest, min(font, row_px / 1.2))
+        need = max(need, len(rows) * fitted * 1.2 / (domain[1] - domain[0]))
+        if fitted >= font:
+            continue
+        axis["tickfont"] = {**(axis.get("tickfont") or {}), "size": round(fitted, 2)}
+        ref = "y" + key[5:]
+        for ann in layout.get("annotations") or []:
+            if ann.get("yref") == ref:
+                old = float((ann.get("font") or {}).get("size") or size.font_px)
+                ann["font"] = {
+                    **(ann.get("font") or {}),
+                    "size": round(min(old, fitted), 2),
+                }
+    return need
+
+
 def _right_annotations(fig: dict, size: ExportSize) -> None:
     """Text right of the plot (forest-plot estimates): the right margin fits it."""
     layout = fig["layout"]
@@ -711,7 +748,12 @@ def layout_panel(panel: Panel, size: ExportSize) -> dict:
     reserved = header_h + legend_h + above
     _axis_titles(fig, size, reserved)
     _stacked_subplots(fig, size, reserved + 3 * size.font_px)
-    layout["meta"] = {**(layout.get("meta") or {}), "icb_reserved_px": reserved}
+    rows_px = _fit_y_rows(fig, size, reserved)
+    layout["meta"] = {
+        **(layout.get("meta") or {}),
+        "icb_reserved_px": reserved,
+        "icb_rows_px": rows_px,
+    }
     margin = layout.setdefault("margin", {})
     # the header band is reserved by plotly; the margin holds what sits above plots
     # annotations above the plots do not take part in plotly's margin reservation
@@ -732,12 +774,15 @@ def with_caption(fig: dict, text_lines: list[str], size: ExportSize) -> dict:
     # the plot keeps about half of the height; a longer footnote ends with a
     # pointer to the full provenance, which every exported file carries
     room_px = min(size.height * 0.22, size.height * 0.45 - reserved)
-    most = max(2, int(room_px / (font * LINE)) - 1)
+    rows_px = float((fig["layout"].get("meta") or {}).get("icb_rows_px") or 0)
+    if rows_px:
+        # a plot of many rows (forest) keeps the height its rows need
+        x_px = 4 * size.font_px * LINE + 10
+        room_px = min(room_px, size.height - reserved - rows_px - x_px)
+    most = max(1, int(room_px / (font * LINE)) - 1)
+    pointer = "... (full caption and provenance in this file's metadata)"
     if len(lines) > most:
-        lines = [
-            *lines[: most - 1],
-            "... (full provenance in this file's metadata and the export's JSON)",
-        ]
+        lines = [*lines[: most - 1], pointer]
     height = add_text_band(
         fig, lines, legend=CAPTION_LEGEND, font_px=font, size=size, top=False,
         color="#555",
