@@ -589,6 +589,16 @@ def _fit_y_rows(fig: dict, size: ExportSize, reserved: float) -> float:
         font = float((axis.get("tickfont") or {}).get("size") or size.font_px)
         fitted = max(smallest, min(font, row_px / 1.2))
         need = max(need, len(rows) * fitted * 1.2 / (domain[1] - domain[0]))
+        texts = axis.get("ticktext")
+        if size.width < 800 and texts:
+            # long row labels would push the plot off a column figure: one line,
+            # cut with an ellipsis (full labels in layout.meta.icb_shortened)
+            shown = [
+                t if "<" in str(t) else shorten_px(str(t), fitted, size.width * 0.4)
+                for t in texts
+            ]
+            _note_shortened(layout, texts, shown)
+            axis["ticktext"] = shown
         if fitted >= font:
             continue
         axis["tickfont"] = {**(axis.get("tickfont") or {}), "size": round(fitted, 2)}
@@ -655,16 +665,53 @@ def _subplot_titles(fig: dict, size: ExportSize) -> float:
     """Annotations above the plot area (panel titles): wrap and return their height."""
     layout = fig["layout"]
     extra = 0.0
+    tops = {
+        round(float((a.get("domain") or [0, 1])[1]), 4)
+        for k, a in layout.items()
+        if re.fullmatch(r"yaxis\d*", k) and isinstance(a, dict)
+    }
+    lower_rows = False
     for ann in layout.get("annotations") or []:
-        if ann.get("yref") != "paper" or float(ann.get("y", 0)) < 1:
+        if ann.get("yref") != "paper" or ann.get("yanchor") not in ("bottom", None):
             continue
-        if ann.get("yanchor") not in ("bottom", None):
+        y = float(ann.get("y", 0))
+        # a title above a lower row of subplots sits at that row's top
+        if y < 1 and round(y, 4) not in tops:
             continue
+        lower_rows = lower_rows or y < 1
         font = float((ann.get("font") or {}).get("size") or size.font_px)
         room = _plot_width(layout, size) / max(1, _n_columns(layout)) - 4
         ann["text"] = "<br>".join(wrap_px(ann.get("text", ""), font, room))
-        extra = max(extra, _lines(ann["text"]) * font * LINE + 4)
+        if y >= 1:
+            extra = max(extra, _lines(ann["text"]) * font * LINE + 4)
+    if lower_rows and size.width < 800:
+        _drop_repeated_x_titles(layout)
     return extra
+
+
+def _drop_repeated_x_titles(layout: dict) -> None:
+    """Upper rows lose an x title the bottom row repeats (it would sit on the lower
+    row's panel titles); the bottom row keeps it, so nothing is lost."""
+    axes = {
+        k: a for k, a in layout.items()
+        if re.fullmatch(r"xaxis\d*", k) and isinstance(a, dict)
+    }  # fmt: skip
+
+    def bottom(axis: dict) -> float:
+        anchor = str(axis.get("anchor") or "y")
+        y_axis = layout.get("yaxis" + anchor[1:]) or {}
+        return float((y_axis.get("domain") or [0, 1])[0])
+
+    def text(axis: dict) -> str:
+        title = axis.get("title")
+        return (title.get("text") if isinstance(title, dict) else title) or ""
+
+    lowest = min((bottom(a) for a in axes.values()), default=0.0)
+    kept = {text(a) for a in axes.values() if bottom(a) <= lowest + 1e-6}
+    for axis in axes.values():
+        if bottom(axis) > lowest + 1e-6 and text(axis) and text(axis) in kept:
+            title = axis.get("title")
+            axis["title"] = {**(title if isinstance(title, dict) else {}), "text": ""}
 
 
 def _n_columns(layout: dict) -> int:
@@ -779,7 +826,9 @@ def with_caption(fig: dict, text_lines: list[str], size: ExportSize) -> dict:
         # a plot of many rows (forest) keeps the height its rows need
         x_px = 4 * size.font_px * LINE + 10
         room_px = min(room_px, size.height - reserved - rows_px - x_px)
-    most = max(1, int(room_px / (font * LINE)) - 1)
+    # at least one line of the caption besides the pointer, unless a plot of many
+    # rows needs the height (then the pointer alone)
+    most = max(1 if rows_px else 2, int(room_px / (font * LINE)) - 1)
     pointer = "... (full caption and provenance in this file's metadata)"
     if len(lines) > most:
         lines = [*lines[: most - 1], pointer]
