@@ -88,6 +88,28 @@ def wrap_px(text: str, font_px: float, width_px: float) -> list[str]:
     return lines
 
 
+def shorten_px(text: str, font_px: float, width_px: float) -> str:
+    """``text`` on one line no wider than ``width_px``, cut with an ellipsis."""
+    plain = re.sub(r"<br\s*/?>", " ", text)
+    if text_width(plain, font_px) <= width_px:
+        return plain
+    keep = len(plain)
+    while keep > 1 and text_width(plain[:keep].rstrip() + "…", font_px) > width_px:
+        keep -= 1
+    return plain[:keep].rstrip() + "…"
+
+
+def _note_shortened(layout: dict, full: list, shown: list) -> None:
+    """Record labels drawn shortened (``layout.meta.icb_shortened``: shown -> full),
+    so nothing cut on the figure is lost: the caption and provenance can name it."""
+    pairs = {
+        str(s): str(f) for f, s in zip(full, shown, strict=False) if str(f) != str(s)
+    }
+    if pairs:
+        meta = layout.setdefault("meta", {})
+        meta["icb_shortened"] = {**(meta.get("icb_shortened") or {}), **pairs}
+
+
 _NOT_A_TAG = re.compile(r"<(?!/?(b|i|sup|sub|br|span|em)\b)")
 _NOT_AN_ENTITY = re.compile(r"&(?!#?\w+;)")
 
@@ -263,8 +285,29 @@ def _header(fig: dict, panel: Panel, size: ExportSize) -> float:
     )  # fmt: skip
 
 
+def _legend_rows(
+    names: list[str], font: float, room: float, width: float, entry: float | None
+) -> float:
+    """Height of a horizontal legend whose names wrap to ``room`` px."""
+    height, used, row_lines = 0.0, 0.0, 1
+    for name in names:
+        lines = wrap_px(name, font, room)
+        w = entry or max(text_width(line, font) for line in lines) + 40
+        if used and used + w > width:
+            height += row_lines * font * LINE + 4
+            used, row_lines = 0.0, 1
+        used += w
+        row_lines = max(row_lines, len(lines))
+    return height + row_lines * font * LINE + 4
+
+
 def _move_legend(fig: dict, size: ExportSize) -> float:
-    """The figure's legend below the plot, in its own band, names wrapped."""
+    """The figure's legend below the plot, in its own band, names wrapped.
+
+    On a column figure the band takes at most about a quarter of the height: the
+    font shrinks (to 5 pt) before the plot would be squeezed (a plot too flat fails
+    plotly's axis scaling).
+    """
     layout = fig["layout"]
     legend = layout.get("legend") or {}
     inside = (
@@ -280,17 +323,26 @@ def _move_legend(fig: dict, size: ExportSize) -> float:
     if inside or not shown or layout.get("showlegend") is False:
         return 0.0
     narrow = size.width < 800
+    names = [re.sub(r"<br\s*/?>", " ", t.get("name") or "") for t in shown]
+    title = legend.get("title") or {}
+    title_text = title.get("text") if isinstance(title, dict) else None
     font = size.font_px * (0.85 if narrow else 0.9)
     # a column figure has room for one legend item per row; a slide for two
-    room = max(60.0, size.width * (0.8 if narrow else 0.45) - 40)
-    for trace in fig.get("data", []):
-        name = trace.get("name")
-        if isinstance(name, str) and trace.get("legend", "legend") == "legend":
-            trace["name"] = "<br>".join(wrap_px(name, font, room))
-    title = legend.get("title") or {}
-    if isinstance(title, dict) and title.get("text"):
+    room, entry = max(60.0, size.width * (0.8 if narrow else 0.45) - 40), None
+    most = size.height * 0.27
+    smallest = 5 * 96 / 72
+    while narrow:
+        title_h = _lines(title_text or "") * font * LINE
+        if _legend_rows(names, font, room, size.width, entry) + title_h <= most:
+            break
+        if font <= smallest:
+            break
+        font = max(smallest, font * 0.92)
+    for trace, name in zip(shown, names, strict=True):
+        trace["name"] = "<br>".join(wrap_px(name, font, room))
+    if title_text:
         title = dict(title, side="top")
-        title["text"] = "<br>".join(wrap_px(title["text"], font, size.width - 8))
+        title["text"] = "<br>".join(wrap_px(title_text, font, size.width - 8))
     legend = {
         **legend,
         "orientation": "h",
@@ -303,22 +355,14 @@ def _move_legend(fig: dict, size: ExportSize) -> float:
         "title": title,
         "font": {**(legend.get("font") or {}), "size": round(font, 2)},
     }
+    if any(t.get("legendgroup") for t in shown):
+        # grouped items each start a row of their own in a horizontal legend
+        legend.update(traceorder="normal", tracegroupgap=0)
+    if entry:
+        legend.update(entrywidth=round(entry), entrywidthmode="pixels", itemwidth=30)
     layout["legend"] = legend
-    # rows of the horizontal legend: items side by side while they fit the width
-    widths = [
-        max(text_width(line, font) for line in re.split("<br>", t.get("name") or ""))
-        + 40 for t in shown
-    ]  # fmt: skip
-    rows, used, row_lines, height = 1, 0.0, 1, 0.0
-    for w, t in zip(widths, shown, strict=True):
-        lines = _lines(t.get("name") or "")
-        if used and used + w > size.width:
-            height += row_lines * font * LINE + 4
-            rows, used, row_lines = rows + 1, 0.0, 1
-        used += w
-        row_lines = max(row_lines, lines)
-    height += row_lines * font * LINE + 4
-    if isinstance(title, dict) and title.get("text"):
+    height = _legend_rows(names, font, room, size.width, entry)
+    if title_text:
         height += _lines(title["text"]) * font * LINE
     return height + 10
 
@@ -432,6 +476,15 @@ def _category_axes(fig: dict, size: ExportSize) -> None:
             if re.fullmatch(r"yaxis\d*", k) and isinstance(a, dict)
             for t in a.get("ticktext") or []
         ]
+        # category y labels drawn from the trace values take room left of the plot
+        y_labels += [
+            str(v)
+            for trace in fig.get("data", [])
+            if trace.get("type") != "table"
+            and (ys := trace_array(trace.get("y"))) is not None
+            for v in dict.fromkeys(ys.tolist())
+            if isinstance(v, str)
+        ]
         y_room = max(
             (text_width(line, font) for t in y_labels for line in t.split("<br>")),
             default=0.0,
@@ -445,21 +498,33 @@ def _category_axes(fig: dict, size: ExportSize) -> None:
             axis["tickangle"] = 0
             continue
         axis["tickangle"] = -90
-        limit = size.height * 0.3
+        # rotated labels take at most a quarter of a column figure's height
+        limit = size.height * (0.22 if size.width < 800 else 0.3)
         if widest > limit:
             order = axis.get("categoryarray") or labels
             axis["tickmode"] = "array"
             axis["tickvals"] = list(order)
-            axis["ticktext"] = [
-                "<br>".join(wrap_px(str(v), tick_font, limit)) for v in order
-            ]
+            if size.width < 800:
+                # a column figure has no height for wrapped rotated labels: one line
+                # each, cut with an ellipsis; the full names go into the metadata
+                axis["ticktext"] = [shorten_px(str(v), tick_font, limit) for v in order]
+                _note_shortened(layout, order, axis["ticktext"])
+            else:
+                axis["ticktext"] = [
+                    "<br>".join(wrap_px(str(v), tick_font, limit)) for v in order
+                ]
         thickness = max(_lines(str(t)) for t in axis.get("ticktext") or labels)
         step = math.ceil(thickness * tick_font * LINE * 1.25 / max(spacing, 1e-6))
         if step > 1:
             order = list(axis.get("categoryarray") or labels)
+            # thinned labels keep their wrapping (the tick text, not the raw value)
+            text = dict(
+                zip(axis.get("tickvals") or order, axis.get("ticktext") or order,
+                    strict=False)
+            )  # fmt: skip
             axis["tickmode"] = "array"
             axis["tickvals"] = order[::step]
-            axis["ticktext"] = [str(v) for v in order[::step]]
+            axis["ticktext"] = [str(text.get(v, v)) for v in order[::step]]
 
 
 def _category_y_axes(fig: dict, size: ExportSize) -> None:
@@ -504,6 +569,53 @@ def _category_y_axes(fig: dict, size: ExportSize) -> None:
                 **(axis.get("tickfont") or {}),
                 "size": round(tick_font, 2),
             }
+
+
+def _fit_y_rows(fig: dict, size: ExportSize, reserved: float) -> float:
+    """Category y axes with many rows (forest plots): the tick font (and the row
+    annotations) shrink, to 5 pt at the least, until each row has its own line.
+
+    Returns the plot height in px the rows need, so the caption band can leave it.
+    """
+    layout = fig["layout"]
+    smallest = 5 * 96 / 72
+    need = 0.0
+    x_title = (layout.get("xaxis") or {}).get("title") or {}
+    x_lines = _lines(x_title.get("text", "") if isinstance(x_title, dict) else "")
+    plot_h = size.height - reserved - (x_lines + 2) * size.font_px * LINE - 10
+    for key, axis in list(layout.items()):
+        if not re.fullmatch(r"yaxis\d*", key) or not isinstance(axis, dict):
+            continue
+        rows = axis.get("tickvals") if axis.get("type") == "category" else None
+        if not rows or len(rows) < 8:
+            continue
+        domain = axis.get("domain") or [0, 1]
+        row_px = plot_h * (domain[1] - domain[0]) / len(rows)
+        font = float((axis.get("tickfont") or {}).get("size") or size.font_px)
+        fitted = max(smallest, min(font, row_px / 1.2))
+        need = max(need, len(rows) * fitted * 1.2 / (domain[1] - domain[0]))
+        texts = axis.get("ticktext")
+        if size.width < 800 and texts:
+            # long row labels would push the plot off a column figure: one line,
+            # cut with an ellipsis (full labels in layout.meta.icb_shortened)
+            shown = [
+                t if "<" in str(t) else shorten_px(str(t), fitted, size.width * 0.4)
+                for t in texts
+            ]
+            _note_shortened(layout, texts, shown)
+            axis["ticktext"] = shown
+        if fitted >= font:
+            continue
+        axis["tickfont"] = {**(axis.get("tickfont") or {}), "size": round(fitted, 2)}
+        ref = "y" + key[5:]
+        for ann in layout.get("annotations") or []:
+            if ann.get("yref") == ref:
+                old = float((ann.get("font") or {}).get("size") or size.font_px)
+                ann["font"] = {
+                    **(ann.get("font") or {}),
+                    "size": round(min(old, fitted), 2),
+                }
+    return need
 
 
 def _right_annotations(fig: dict, size: ExportSize) -> None:
@@ -558,16 +670,53 @@ def _subplot_titles(fig: dict, size: ExportSize) -> float:
     """Annotations above the plot area (panel titles): wrap and return their height."""
     layout = fig["layout"]
     extra = 0.0
+    tops = {
+        round(float((a.get("domain") or [0, 1])[1]), 4)
+        for k, a in layout.items()
+        if re.fullmatch(r"yaxis\d*", k) and isinstance(a, dict)
+    }
+    lower_rows = False
     for ann in layout.get("annotations") or []:
-        if ann.get("yref") != "paper" or float(ann.get("y", 0)) < 1:
+        if ann.get("yref") != "paper" or ann.get("yanchor") not in ("bottom", None):
             continue
-        if ann.get("yanchor") not in ("bottom", None):
+        y = float(ann.get("y", 0))
+        # a title above a lower row of subplots sits at that row's top
+        if y < 1 and round(y, 4) not in tops:
             continue
+        lower_rows = lower_rows or y < 1
         font = float((ann.get("font") or {}).get("size") or size.font_px)
         room = _plot_width(layout, size) / max(1, _n_columns(layout)) - 4
         ann["text"] = "<br>".join(wrap_px(ann.get("text", ""), font, room))
-        extra = max(extra, _lines(ann["text"]) * font * LINE + 4)
+        if y >= 1:
+            extra = max(extra, _lines(ann["text"]) * font * LINE + 4)
+    if lower_rows and size.width < 800:
+        _drop_repeated_x_titles(layout)
     return extra
+
+
+def _drop_repeated_x_titles(layout: dict) -> None:
+    """Upper rows lose an x title the bottom row repeats (it would sit on the lower
+    row's panel titles); the bottom row keeps it, so nothing is lost."""
+    axes = {
+        k: a for k, a in layout.items()
+        if re.fullmatch(r"xaxis\d*", k) and isinstance(a, dict)
+    }  # fmt: skip
+
+    def bottom(axis: dict) -> float:
+        anchor = str(axis.get("anchor") or "y")
+        y_axis = layout.get("yaxis" + anchor[1:]) or {}
+        return float((y_axis.get("domain") or [0, 1])[0])
+
+    def text(axis: dict) -> str:
+        title = axis.get("title")
+        return (title.get("text") if isinstance(title, dict) else title) or ""
+
+    lowest = min((bottom(a) for a in axes.values()), default=0.0)
+    kept = {text(a) for a in axes.values() if bottom(a) <= lowest + 1e-6}
+    for axis in axes.values():
+        if bottom(axis) > lowest + 1e-6 and text(axis) and text(axis) in kept:
+            title = axis.get("title")
+            axis["title"] = {**(title if isinstance(title, dict) else {}), "text": ""}
 
 
 def _n_columns(layout: dict) -> int:
@@ -582,8 +731,14 @@ def _n_columns(layout: dict) -> int:
 def _axis_titles(fig: dict, size: ExportSize, reserved: float = 0.0) -> None:
     """Long axis titles wrap to the axis length (``reserved``: px taken by bands)."""
     layout = fig["layout"]
-    for key, axis in layout.items():
-        if not re.fullmatch(r"[xy]axis\d*", key) or not isinstance(axis, dict):
+    y_lines = 0
+    keys = sorted(
+        (k for k in layout if re.fullmatch(r"[xy]axis\d*", k)),
+        key=lambda k: k.startswith("x"),
+    )
+    for key in keys:
+        axis = layout[key]
+        if not isinstance(axis, dict):
             continue
         title = axis.get("title")
         text = title.get("text") if isinstance(title, dict) else title
@@ -595,13 +750,17 @@ def _axis_titles(fig: dict, size: ExportSize, reserved: float = 0.0) -> None:
         )
         domain = axis.get("domain") or [0, 1]
         along = (
+            # the y title's lines and tick labels widen the left margin
             _plot_width(layout, size)
+            - (y_lines * font * LINE + 3 * font if y_lines else 0.0)
             if key.startswith("x")
             else max(40.0, size.height - reserved - 5 * size.font_px)
         )
         room = max(40.0, along * (domain[1] - domain[0]) * 0.95)
         plain = re.sub(r"<br\s*/?>", " ", text)
         wrapped = "<br>".join(wrap_px(plain, font, room))
+        if key.startswith("y"):
+            y_lines = max(y_lines, _lines(wrapped))
         axis["title"] = {**(title if isinstance(title, dict) else {}), "text": wrapped}
 
 
@@ -641,7 +800,12 @@ def layout_panel(panel: Panel, size: ExportSize) -> dict:
     reserved = header_h + legend_h + above
     _axis_titles(fig, size, reserved)
     _stacked_subplots(fig, size, reserved + 3 * size.font_px)
-    layout["meta"] = {**(layout.get("meta") or {}), "icb_reserved_px": reserved}
+    rows_px = _fit_y_rows(fig, size, reserved)
+    layout["meta"] = {
+        **(layout.get("meta") or {}),
+        "icb_reserved_px": reserved,
+        "icb_rows_px": rows_px,
+    }
     margin = layout.setdefault("margin", {})
     # the header band is reserved by plotly; the margin holds what sits above plots
     # annotations above the plots do not take part in plotly's margin reservation
@@ -662,12 +826,17 @@ def with_caption(fig: dict, text_lines: list[str], size: ExportSize) -> dict:
     # the plot keeps about half of the height; a longer footnote ends with a
     # pointer to the full provenance, which every exported file carries
     room_px = min(size.height * 0.22, size.height * 0.45 - reserved)
-    most = max(2, int(room_px / (font * LINE)) - 1)
+    rows_px = float((fig["layout"].get("meta") or {}).get("icb_rows_px") or 0)
+    if rows_px:
+        # a plot of many rows (forest) keeps the height its rows need
+        x_px = 4 * size.font_px * LINE + 10
+        room_px = min(room_px, size.height - reserved - rows_px - x_px)
+    # at least one line of the caption besides the pointer, unless a plot of many
+    # rows needs the height (then the pointer alone)
+    most = max(1 if rows_px else 2, int(room_px / (font * LINE)) - 1)
+    pointer = "... (full caption and provenance in this file's metadata)"
     if len(lines) > most:
-        lines = [
-            *lines[: most - 1],
-            "... (full provenance in this file's metadata and the export's JSON)",
-        ]
+        lines = [*lines[: most - 1], pointer]
     height = add_text_band(
         fig, lines, legend=CAPTION_LEGEND, font_px=font, size=size, top=False,
         color="#555",

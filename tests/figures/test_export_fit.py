@@ -141,3 +141,25 @@ def test_48_patient_labels_rotate_and_thin_out_in_a_column(demo_panels):
     assert axis["tickangle"] == -90
     assert 2 <= len(axis["tickvals"]) < 48
     assert axis["ticktext"] == [str(v) for v in axis["tickvals"]]
+
+
+def test_column_figure_shortens_long_rotated_labels_and_keeps_the_full_names():
+    import plotly.graph_objects as go
+
+    from figures.panel import Panel
+
+    names = [f"T{i:02d} carcinoma, advanced or metastatic, any line" for i in range(11)]
+    figure = {
+        "data": [{"type": "bar", "x": names, "y": list(range(11)), "name": "n"}],
+        "layout": {"title": {"text": "Patients per tumor type"}},
+    }
+    panel = Panel(key="bars", title="bars", figure=go.Figure(figure))
+    size = resolve_size("single")
+    fig = layout_panel(panel, size)
+    axis = fig["layout"]["xaxis"]
+    # every category keeps a label (none thinned out), each on one line
+    assert len(axis["ticktext"]) == len(names)
+    assert all("<br>" not in t and t.endswith("…") for t in axis["ticktext"])
+    # nothing is lost: the shortened labels map back to the full names
+    full = fig["layout"]["meta"]["icb_shortened"]
+    assert [full[t] for t in axis["ticktext"]] == names
