@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from figures.export_fit import BAND_TRACE
 from figures.export_layout import trace_array
+from figures.export_text import BAND_TRACE
 
 # ------------------------------------------------------------------- many points
 
