@@ -44,7 +44,7 @@ def _expected(state: dict) -> tuple[dict, dict, int]:
     store = cell_store(view.bundle)
     page = cd8.parse_state(state, samples=view.samples, genes=store.var_names)
     panels = {p.key: p for p in cd8.cd8_panels(view, state)}
-    titles = {key: panels[key].figure.layout.title.text for key in GRAPHS}
+    titles = {key: panels[key].figure.layout.title.text or "" for key in GRAPHS}
     data = cd8.cached_cell_data(view, page)
     return page.to_dict(), titles, cd8.evaluate(data, page).n_in
 

@@ -100,8 +100,9 @@ def test_value_table_edits_recode_in_the_browser(dash_duo, tmp_path, demo_bundle
     set_code("mixed", "")
     set_code("Only scanned at baseline", "NE")
     # the grid sends its rowData to the server after the edit: let it arrive
-    dash_duo.wait_for_element("#data-values .ag-row [col-id=code]")
-    time.sleep(1.0)
+    dash_duo.wait_for_element("#data-values .ag-row [col-id=code]", timeout=30)
+    dash_duo.wait_for_contains_text("#data-values", "NE", timeout=30)
+    time.sleep(1.0)  # the edit reaches the grid's virtualRowData after the render
     button = dash_duo.find_element("#data-check")
     dash_duo.driver.execute_script(
         "arguments[0].scrollIntoView(); arguments[0].click();", button
