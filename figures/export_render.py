@@ -254,6 +254,13 @@ def render(
             ) from None
         except Exception as err:
             log.error("figure render failed: %s", redacted_traceback(err))
+            if "axis scaling" in str(err):  # plotly: margins and bands took it all
+                raise ExportError(
+                    f"at {width:g} x {height:g} px this figure's text (title, key "
+                    "numbers, legend, caption) leaves no room for the plot.",
+                    "choose a larger size or a slide/double-column preset, or turn "
+                    "the caption footnote off.",
+                ) from err
             raise ExportError(
                 f"the figure could not be rendered ({type(err).__name__}).",
                 "try another format or size; the error was logged on the server.",

@@ -436,7 +436,7 @@ def test_file_names_differ_between_views_and_repeat_for_one(renderer, demo_bundl
     from data.view import cohort_view
     from figures.reports import build_panels
 
-    settings = ExportSettings(format="svg", preset="custom", width=300, height=200)
+    settings = ExportSettings(format="svg", preset="custom", width=600, height=400)
     named, plain = [], []
     for tumor in (["melanoma"], ["melanoma"], ["NSCLC"]):
         flt = {"dataset": "demo", "tumor_type": tumor}
@@ -539,3 +539,19 @@ def test_missing_chromium_is_a_clear_message(tmp_path):
     assert "no-such-chromium" in result.stdout
     assert "apt-get install chromium" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_a_size_too_small_for_the_figure_says_so(renderer, demo_bundle):
+    """300 x 200 px leaves the overview's response bars no plot height once the
+    title band and legend have their room: plotly's 'axis scaling' error becomes
+    a message that names the size and the fix (issue 13: the layout does not yet
+    shrink its bands to fit any custom size)."""
+    from data.view import cohort_view
+    from figures.reports import build_panels
+
+    flt = {"dataset": "demo", "tumor_type": ["melanoma"]}
+    view = cohort_view(flt, data_dir=DATA_DIR, default_dataset="demo")
+    panel = next(p for p in build_panels("overview", view, {}) if p.key == "response")
+    settings = ExportSettings(format="svg", preset="custom", width=300, height=200)
+    with pytest.raises(ExportError, match="leaves no room for the plot"):
+        export.export_figure(panel, settings, page="overview")

@@ -273,7 +273,7 @@ def test_figure_file_names_carry_the_view(demo_bundle):
                 )
             )
             return export_menu.download_figure(
-                1, fmt, "custom", 300, 200, 1, [], "raster", None, None,
+                1, fmt, "custom", 600, 400, 1, [], "raster", None, None,
                 CohortFilter.from_mapping(flt).to_dict(), [], [],
             )  # fmt: skip
 
