@@ -259,6 +259,11 @@ def test_click_export_receives_png_then_export_all_zip(dash_duo, demo_bundle):
 
 @pytest.mark.skipif(export.browser_path() is None, reason="Chromium is not installed")
 def test_figure_file_names_carry_the_view(demo_bundle):
+    # Found 2026-12-01, not yet understood (recorded on issue 13): after the browser
+    # test above (PNG export in the dash_duo server thread, then an export-all
+    # background job), this process's next render hangs until its 60 s timeout. A
+    # fresh renderer here keeps this test about file names.
+    export_render.shutdown_renderer()
     def download(flt, fmt="svg"):
         trigger = json.dumps(
             export_menu.menu_id("go", "overview", "composition"),
@@ -277,7 +282,8 @@ def test_figure_file_names_carry_the_view(demo_bundle):
                 CohortFilter.from_mapping(flt).to_dict(), [], [],
             )  # fmt: skip
 
-        data, _status = copy_context().run(run)
+        data, status = copy_context().run(run)
+        assert isinstance(data, dict), status
         return data["filename"]
 
     melanoma = {"dataset": "demo", "tumor_type": ["melanoma"]}
