@@ -264,6 +264,7 @@ def test_figure_file_names_carry_the_view(demo_bundle):
     # background job), this process's next render hangs until its 60 s timeout. A
     # fresh renderer here keeps this test about file names.
     export_render.shutdown_renderer()
+
     def download(flt, fmt="svg"):
         trigger = json.dumps(
             export_menu.menu_id("go", "overview", "composition"),
